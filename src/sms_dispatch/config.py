@@ -1,0 +1,183 @@
+"""Settings: every variable, typed and parsed once, from the environment and a ``.env`` file.
+
+The Go service's ``.env`` works unchanged. A value that cannot be parsed stops start-up
+with one line naming the variable (``ConfigError``); nothing is silently defaulted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from sms_dispatch.durations import parse_duration_s
+from sms_dispatch.errors import ConfigError
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration_s(value) if isinstance(value, str) else value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), AfterValidator(_non_negative)]
+PositiveSeconds = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def _default_instance_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    app_name: str = Field("sms-dispatch", alias="APP_NAME")
+    app_env: Literal["development", "production"] = Field("development", alias="APP_ENV")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    instance_name: str = Field(default_factory=_default_instance_name, alias="INSTANCE_NAME")
+
+    api_host: str = Field("127.0.0.1", alias="API_HOST")
+    api_port: int = Field(8080, ge=1, le=65535, alias="API_PORT")
+
+    database_url: SecretStr | None = Field(None, alias="DATABASE_URL")
+    db_host: str | None = Field(None, alias="DB_HOST")
+    db_port: int = Field(5432, ge=1, le=65535, alias="DB_PORT")
+    db_user: str = Field("postgres", alias="DB_USER")
+    db_password: SecretStr | None = Field(None, alias="DB_PASSWORD")
+    db_name: str = Field("postgres", alias="DB_NAME")
+    db_sslmode: SslMode = Field("disable", alias="DB_SSLMODE")
+    sqlite_path: Path = Field(Path("sms-dispatch.db"), alias="SQLITE_PATH")
+    db_pool_size: int = Field(10, ge=1, le=1000, alias="DB_POOL_SIZE")
+
+    redis_url: SecretStr | None = Field(None, alias="REDIS_URL")
+    redis_addr: str | None = Field(None, alias="REDIS_ADDR")
+    redis_host: str | None = Field(None, alias="REDIS_HOST")
+    redis_port: int = Field(6379, ge=1, le=65535, alias="REDIS_PORT")
+    redis_password: SecretStr | None = Field(None, alias="REDIS_PASSWORD")
+    redis_db: int = Field(0, ge=0, le=15, alias="REDIS_DB")
+    cache_ttl_s: PositiveSeconds = Field(86400.0, alias="CACHE_TTL")
+
+    sms_provider_url: str | None = Field(None, alias="SMS_PROVIDER_URL")
+    sms_provider_key: SecretStr = Field(SecretStr(""), alias="SMS_PROVIDER_KEY")
+    provider_idempotency_header: str = Field("Idempotency-Key", alias="PROVIDER_IDEMPOTENCY_HEADER")
+
+    scheduler_interval_s: Seconds = Field(120.0, alias="SCHEDULER_INTERVAL")
+    scheduler_batch_timeout_s: PositiveSeconds = Field(10.0, alias="SCHEDULER_BATCH_TIMEOUT")
+    message_batch_size: int = Field(2, ge=1, le=100_000, alias="MESSAGE_BATCH_SIZE")
+    message_max_workers: int = Field(2, ge=1, le=10_000, alias="MESSAGE_MAX_WORKERS")
+    message_per_message_timeout_s: PositiveSeconds = Field(5.0, alias="MESSAGE_PER_MESSAGE_TIMEOUT")
+    message_max_length: int = Field(160, ge=1, le=10_000, alias="MESSAGE_MAX_LENGTH")
+    message_max_attempts: int = Field(5, ge=1, le=100, alias="MESSAGE_MAX_ATTEMPTS")
+    message_retry_base_s: PositiveSeconds = Field(10.0, alias="MESSAGE_RETRY_BASE")
+    message_retry_max_delay_s: PositiveSeconds = Field(600.0, alias="MESSAGE_RETRY_MAX_DELAY")
+
+    seed_on_first_run: int = Field(10, ge=0, le=100_000, alias="SEED_ON_FIRST_RUN")
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim is held: a whole batch plus one send, with a margin."""
+        return self.scheduler_batch_timeout_s + self.message_per_message_timeout_s + 30.0
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when neither DATABASE_URL nor DB_HOST is set: the SQLite file is used."""
+        return self.database_url is None and self.db_host is None
+
+    def sqlalchemy_url(self) -> URL:
+        """Return the async SQLAlchemy URL: DATABASE_URL, else DB_* pieces, else the SQLite file."""
+        if self.database_url is not None:
+            return _async_url(self.database_url.get_secret_value())
+        if self.db_host is not None:
+            password = self.db_password.get_secret_value() if self.db_password else None
+            return URL.create(
+                "postgresql+asyncpg",
+                username=self.db_user,
+                password=password,
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+                query={"ssl": self.db_sslmode},
+            )
+        return URL.create("sqlite+aiosqlite", database=str(self.sqlite_path))
+
+    def redis_connection_url(self) -> str | None:
+        """Return the Redis URL (REDIS_URL, else REDIS_ADDR, else REDIS_HOST), or None for in-process."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        if self.redis_addr is not None:
+            host, _, port = self.redis_addr.rpartition(":")
+            host, port_number = (host, int(port)) if host else (self.redis_addr, self.redis_port)
+        elif self.redis_host is not None:
+            host, port_number = self.redis_host, self.redis_port
+        else:
+            return None
+        auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+        return f"redis://{auth}{host}:{port_number}/{self.redis_db}"
+
+
+def _async_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except Exception as exc:
+        raise ValueError(f"DATABASE_URL is not a database URL ({exc})") from None
+    backend = url.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        query = dict(url.query)
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+        return url.set(drivername="postgresql+asyncpg", query=query)
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"DATABASE_URL must be postgresql:// or sqlite://, not {backend}://")
+
+
+_SECRET = {"DATABASE_URL", "DB_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "SMS_PROVIDER_KEY"}
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the settings; raise ``ConfigError`` with one line per faulty variable."""
+    try:
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        settings.sqlalchemy_url()
+        settings.redis_connection_url()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "configuration"
+        why = str(error["msg"]).removeprefix("Value error, ")
+        shown = "" if name.upper() in _SECRET else f"={error.get('input')!r}"
+        lines.append(f"invalid {name.upper()}{shown}: {why}")
+    return "; ".join(lines)

@@ -1,0 +1,143 @@
+"""Messages, their states and the rules they obey. No I/O, no framework."""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import phonenumbers
+
+from sms_dispatch.errors import InvalidInput
+
+
+class Status(enum.StrEnum):
+    """Where a message is in its life; the seed's words plus SENDING and CANCELLED."""
+
+    PENDING = "PENDING"
+    SENDING = "SENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as the store holds it."""
+
+    id: UUID
+    to: str
+    content: str
+    status: Status
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    message_id: str | None = None
+    raw_response: str | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    claim_token: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A valid message about to be stored: recipient in E.164, content trimmed."""
+
+    to: str
+    content: str
+
+
+def normalise_recipient(raw: str) -> str:
+    """Return ``raw`` as an E.164 number, or raise ``ValueError`` saying why not."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if not text.startswith("+"):
+        raise ValueError("must be in international format with a leading +, e.g. +905551111111")
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"is not a phone number ({exc})") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("is not a valid phone number")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def check_content(raw: str, max_length: int) -> str:
+    """Return ``raw`` trimmed, or raise ``ValueError`` if empty or over ``max_length`` characters."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > max_length:
+        raise ValueError(f"is {len(text)} characters long; the limit is {max_length}")
+    return text
+
+
+def validate_message(to: str, content: str, max_length: int) -> NewMessage:
+    """Check both fields and return the normalised message; ``InvalidInput`` lists every fault."""
+    faults: dict[str, str] = {}
+    recipient = content_ok = ""
+    try:
+        recipient = normalise_recipient(to)
+    except ValueError as exc:
+        faults["to"] = str(exc)
+    try:
+        content_ok = check_content(content, max_length)
+    except ValueError as exc:
+        faults["content"] = str(exc)
+    if faults:
+        raise InvalidInput(faults)
+    return NewMessage(to=recipient, content=content_ok)
+
+
+class Outcome(enum.StrEnum):
+    """How one provider call ended."""
+
+    DELIVERED = "delivered"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider answered to one message."""
+
+    outcome: Outcome
+    provider_message_id: str | None = None
+    http_status: int | None = None
+    raw_response: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A guarded state change: applied only while the row is SENDING under ``claim_token``."""
+
+    id: UUID
+    claim_token: str
+    status: Status
+    message_id: str | None = None
+    raw_response: str | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+def backoff_delay_s(
+    attempt: int,
+    *,
+    base_s: float,
+    max_delay_s: float,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Return the wait before retry ``attempt + 1``: full-jitter exponential, or Retry-After clamped."""
+    if retry_after_s is not None:
+        return min(max(retry_after_s, 0.0), max_delay_s)
+    ceiling = min(max_delay_s, base_s * (2 ** max(attempt - 1, 0)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
