@@ -126,6 +126,8 @@ class Transition:
     last_error: str | None = None
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    refund_attempt: bool = False
+    """Set when handing back a claim that was never sent: the claim's attempt is undone."""
 
 
 def backoff_delay_s(

@@ -62,9 +62,7 @@ class MessageStore(Protocol):
         """
         ...
 
-    async def rescue_expired(
-        self, *, now: datetime, max_attempts: int, retry_delay_s: float
-    ) -> int:
+    async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
         """Return SENDING rows whose lease ended before ``now`` to PENDING, or FAILED when
         their attempts reached ``max_attempts``; return how many rows were changed."""
         ...

@@ -1,0 +1,118 @@
+"""The engine and the schema migrations, for SQLite and PostgreSQL.
+
+``create_engine`` tunes each backend once, when a connection opens; ``migrate`` runs the
+Alembic migrations shipped inside the package (so an installed wheel can migrate) on the
+given engine, one instance at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, event, func, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+SCRIPT_LOCATION = "sms_dispatch:migrations"
+"""Where Alembic finds env.py and the versions: a folder of the installed package."""
+
+MIGRATION_LOCK_KEY = 0x736D7364_6D696772  # 'smsdmigr': one advisory lock id for every instance
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What ``migrate`` found and did."""
+
+    revision_before: str | None
+    revision_after: str | None
+    created_messages_table: bool
+    """True when there was no ``messages`` table before: the database was new (seed it)."""
+    adopted_existing_table: bool
+    """True when an unversioned ``messages`` table (the Go service's) was taken over."""
+
+
+def create_engine(url: URL, *, pool_size: int) -> AsyncEngine:
+    """Return an async engine for ``url``, tuned for its backend; nothing connects yet."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, pool_size=pool_size)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,  # pool_size is the budget of connections per instance, not a floor
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "sms-dispatch"}},
+    )
+
+
+def _sqlite_engine(url: URL, *, pool_size: int) -> AsyncEngine:
+    in_memory = url.database in (None, "", ":memory:")
+    if in_memory:
+        # Every connection to ':memory:' is a separate database: share one.
+        engine = create_async_engine(url, poolclass=StaticPool)
+    else:
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _tune(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN (below) decide where transactions start, not the sqlite3
+        # module, which skips BEGIN before DDL and reads: migrations then roll back as a whole.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            # WAL lets readers run while one writer commits; NORMAL is durable enough with WAL.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def alembic_config() -> Config:
+    """Return the Alembic configuration of the packaged migrations (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> MigrationReport:
+    """Upgrade the database to the newest revision and report what was there before.
+
+    On PostgreSQL the whole upgrade is one transaction holding an advisory lock, so instances
+    starting together take turns and the later ones find the work done.
+    """
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        report = await connection.run_sync(_upgrade)
+        await connection.commit()
+    return report
+
+
+def _upgrade(connection: Connection) -> MigrationReport:
+    before = _current_revision(connection)
+    had_messages = inspect(connection).has_table("messages")
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+    return MigrationReport(
+        revision_before=before,
+        revision_after=_current_revision(connection),
+        created_messages_table=not had_messages,
+        adopted_existing_table=had_messages and before is None,
+    )
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
