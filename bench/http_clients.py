@@ -1,0 +1,289 @@
+"""Measure the provider call with aiohttp and with httpx, side by side.
+
+The provider simulator runs in a separate process (on uvloop), so this process's CPU is
+the client's alone; the simulator's load is reported beside it. For each client, event
+loop and concurrency, it POSTs the same provider request (``{"to", "content"}`` with the
+auth and idempotency headers) and counts requests per second; every answer must be a 202.
+
+    .venv/bin/python bench/http_clients.py [--requests N] [--concurrency 8,32,128] [--repeat 3]
+
+Results are printed and written to ``bench/results/http_clients.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
+from sms_dispatch.domain import Message, Outcome, Status
+
+RESULTS = Path(__file__).parent / "results" / "http_clients.md"
+AUTH_KEY = "bench-auth-key"
+SERVER_CODE = """
+import asyncio, uvloop
+from sms_dispatch.simulator import SimulatorConfig, serve_simulator_forever
+uvloop.run(serve_simulator_forever(SimulatorConfig(record_limit=1), "127.0.0.1", 0))
+"""
+
+Send = Callable[[Message], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: requests completed, seconds taken, CPU seconds of each side, failures."""
+
+    completed: int
+    elapsed_s: float
+    cpu_s: float
+    failures: int
+    server_cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.completed / self.elapsed_s
+
+    @property
+    def cpu_us(self) -> float:
+        """Client CPU microseconds per request."""
+        return self.cpu_s / self.completed * 1e6
+
+    @property
+    def server_load(self) -> float:
+        """Share of one core the simulator used while the cell ran."""
+        return self.server_cpu_s / self.elapsed_s
+
+
+def process_cpu_s(pid: int) -> float:
+    """Return the CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_message() -> Message:
+    """Build the message every request carries."""
+    now = datetime.now(UTC)
+    return Message(
+        id=uuid.uuid4(),
+        to="+905551111111",
+        content="Insider - Project",
+        status=Status.SENDING,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def drive(send: Send, *, requests: int, concurrency: int, max_s: float) -> Cell:
+    """Send up to ``requests`` with ``concurrency`` in flight, stopping after ``max_s``."""
+    message = make_message()
+    counter = itertools.count()
+    failures = completed = 0
+    deadline = time.perf_counter() + max_s
+
+    async def worker() -> None:
+        nonlocal failures, completed
+        while next(counter) < requests and time.perf_counter() < deadline:
+            if not await send(message):
+                failures += 1
+            completed += 1
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Cell(completed, time.perf_counter() - t0, time.process_time() - cpu0, failures)
+
+
+async def with_aiohttp(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
+    """Measure WebhookSmsProvider on its pooled aiohttp session."""
+    session = create_provider_session(max_connections=concurrency)
+    provider = WebhookSmsProvider(session, url=url, auth_key=AUTH_KEY)
+
+    async def send(message: Message) -> bool:
+        result = await provider.send(message, timeout_s=10.0)
+        return result.outcome is Outcome.DELIVERED and result.http_status == 202
+
+    try:
+        return await run(send)
+    finally:
+        await session.close()
+
+
+async def with_httpx(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
+    """Measure httpx.AsyncClient doing the same request and the same checks."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+
+        async def send(message: Message) -> bool:
+            response = await client.post(
+                url,
+                content=json.dumps({"to": message.to, "content": message.content}),
+                headers={
+                    "Content-Type": "application/json",
+                    "x-ins-auth-key": AUTH_KEY,
+                    "Idempotency-Key": str(message.id),
+                },
+            )
+            return response.status_code == 202 and bool(response.json().get("messageId"))
+
+        return await run(send)
+
+
+CLIENTS = {"aiohttp": with_aiohttp, "httpx": with_httpx}
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "uvloop": uvloop.new_event_loop,
+    "asyncio": asyncio.new_event_loop,
+}
+
+
+def measure(
+    client: str, loop: str, server: int, url: str, args: argparse.Namespace, concurrency: int
+) -> Cell:
+    """Warm up (one wave), then measure one cell on a fresh event loop."""
+
+    async def main() -> Cell:
+        async def run(send: Send) -> Cell:
+            await drive(send, requests=concurrency, concurrency=concurrency, max_s=args.max_s)
+            before = process_cpu_s(server)
+            cell = await drive(send, requests=args.requests, concurrency=concurrency, max_s=args.max_s)
+            return dataclasses.replace(cell, server_cpu_s=process_cpu_s(server) - before)
+
+        return await CLIENTS[client](url, concurrency, run)
+
+    return run_on(loop, main())
+
+
+def run_on(loop: str, coroutine: Coroutine[Any, Any, Cell]) -> Cell:
+    """Run ``coroutine`` on a new loop of the named kind."""
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        return runner.run(coroutine)
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    """Start the simulator in its own process; return it and its URL."""
+    server = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if "listening on" not in line:
+        server.kill()
+        raise SystemExit(f"the simulator did not start: {line!r}")
+    return server, line.rsplit(" ", 1)[1].strip()
+
+
+def machine() -> list[str]:
+    """Describe the machine and the library versions."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("aiohttp", "httpx", "httpcore", "uvloop")
+    )
+    return [
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; {versions}",
+        f"- load average when done: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        " (other work shares this machine; ratios hold better than absolute rates)",
+    ]
+
+
+def main() -> int:
+    """Run every cell, print the table and write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per cell")
+    parser.add_argument("--concurrency", default="8,32,128", help="comma-separated levels")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the median counts")
+    parser.add_argument("--max-s", type=float, default=4.0, help="time cap per cell, seconds")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    levels = [int(level) for level in args.concurrency.split(",")]
+    columns = [(client, loop) for client in CLIENTS for loop in LOOPS]
+
+    server, url = start_server()
+    try:
+        cells: dict[tuple[str, str, int], list[Cell]] = {}
+        # Whole rounds, not repeats of one cell in a row: a burst of load from elsewhere
+        # on a shared machine then hits every column alike.
+        for _, level, (client, loop) in itertools.product(range(args.repeat), levels, columns):
+            cell = measure(client, loop, server.pid, url, args, level)
+            cells.setdefault((client, loop, level), []).append(cell)
+            print(
+                f"  {client:8} {loop:8} c={level:<4} {cell.rate:9,.0f} req/s"
+                f" {cell.cpu_us:7.0f} µs CPU/req, simulator at {cell.server_load:4.0%}"
+                f" of a core ({cell.completed} requests)",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    failures = sum(cell.failures for runs in cells.values() for cell in runs)
+    if failures:
+        print(f"FAILED: {failures} requests did not get a 202", file=sys.stderr)
+        return 1
+
+    def median(client: str, loop: str, level: int, key: Callable[[Cell], float]) -> float:
+        return statistics.median(key(cell) for cell in cells[(client, loop, level)])
+
+    def rate(cell: Cell) -> float:
+        return cell.rate
+
+    header = "| client | " + " | ".join(f"c={level}" for level in levels) + " |"
+    lines = [header, "|---|" + "---|" * len(levels)]
+    for client, loop in columns:
+        figures = [
+            f"{median(client, loop, lv, rate):,.0f} req/s"
+            f" ({median(client, loop, lv, lambda c: c.cpu_us):,.0f} µs CPU,"
+            f" sim {median(client, loop, lv, lambda c: c.server_load):.0%})"
+            for lv in levels
+        ]
+        lines.append(f"| {client} on {loop} | " + " | ".join(figures) + " |")
+    ratios = ", ".join(
+        f"{median('aiohttp', 'asyncio', lv, rate) / median('httpx', 'asyncio', lv, rate):.0f}x at c={lv}"
+        for lv in levels
+    )
+    lines += ["", f"aiohttp over httpx, both on plain asyncio: {ratios}."]
+    print("\n" + "\n".join(lines))
+
+    command = " ".join(["bench/http_clients.py", *sys.argv[1:]])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        "# HTTP client for the provider call: aiohttp vs httpx\n\n"
+        + "\n".join(machine())
+        + f"\n- command: `.venv/bin/python {command}`\n"
+        f"- up to {args.requests} requests per cell (capped at {args.max_s:g} s) after one warm-up"
+        f" wave; median of {args.repeat} interleaved round(s); every answer checked to be a 202\n"
+        "- the simulator (aiohttp server on uvloop) runs in its own process; µs CPU is the client process's CPU time per request, sim is the"
+        " simulator process's load (share of its core) during the cell\n"
+        "- aiohttp is measured through `WebhookSmsProvider` on `create_provider_session`;"
+        " httpx with one `AsyncClient` sized to the concurrency, same request and checks\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""WebhookSmsProvider against the real simulator over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+
+from sms_dispatch.adapters.webhook_provider import (
+    WebhookSmsProvider,
+    create_provider_session,
+    parse_retry_after,
+)
+from sms_dispatch.domain import Message, Outcome, Status
+from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
+
+AUTH_KEY = "INS.me1x9uMcyYGlhKKQVPoc.bO3j9aZwRTOcA2Ywo"
+TIMEOUT_S = 2.0
+
+
+def make_message(to: str = "+905551111111", content: str = "Insider - Project") -> Message:
+    """Build a claimed message as the core hands it to the provider."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    return Message(
+        id=uuid.uuid4(),
+        to=to,
+        content=content,
+        status=Status.SENDING,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    """A simulator that accepts only ``AUTH_KEY``."""
+    async with start_simulator(SimulatorConfig(auth_key=AUTH_KEY, seed=1)) as running:
+        yield running
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """The pooled provider session, closed after the test."""
+    client_session = create_provider_session(max_connections=8)
+    yield client_session
+    await client_session.close()
+
+
+@pytest.fixture
+def provider(simulator: RunningSimulator, session: aiohttp.ClientSession) -> WebhookSmsProvider:
+    """The provider adapter pointed at the simulator with the right key."""
+    return WebhookSmsProvider(session, url=simulator.url, auth_key=AUTH_KEY)
+
+
+def with_faults(simulator: RunningSimulator, **knobs: object) -> None:
+    """Turn on some of the simulator's knobs, keeping its auth key."""
+    simulator.config = simulator.config.updated(knobs)
+
+
+def closed_port() -> int:
+    """Return a local port that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_accepted_message_is_delivered_with_the_provider_id(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """A 202 with a messageId is DELIVERED with that id, the status and the raw body."""
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.DELIVERED
+    assert result.http_status == 202
+    [received] = simulator.requests
+    assert result.provider_message_id == received.provider_message_id
+    assert result.raw_response is not None
+    assert json.loads(result.raw_response) == {
+        "message": "Accepted",
+        "messageId": received.provider_message_id,
+    }
+    assert result.error is None
+
+
+async def test_request_carries_exactly_to_and_content(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """The body is exactly ``{"to", "content"}`` as JSON, non-ASCII text included."""
+    await provider.send(make_message(content="Merhaba dünya, şimdi"), timeout_s=TIMEOUT_S)
+
+    [received] = simulator.requests
+    assert json.loads(received.body) == {"to": "+905551111111", "content": "Merhaba dünya, şimdi"}
+
+
+async def test_request_carries_auth_key_and_message_id_as_idempotency_key(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """The request sends JSON with x-ins-auth-key and the message id as Idempotency-Key."""
+    message = make_message()
+
+    await provider.send(message, timeout_s=TIMEOUT_S)
+
+    [received] = simulator.requests
+    assert received.content_type == "application/json"
+    assert received.auth_key == AUTH_KEY
+    assert received.idempotency_key == str(message.id)
+
+
+async def test_server_error_is_retryable(provider: WebhookSmsProvider, simulator: RunningSimulator) -> None:
+    """A 500 answer is RETRYABLE and keeps the status."""
+    with_faults(simulator, error_rate=1.0)
+
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.http_status == 500
+    assert result.retry_after_s is None
+
+
+async def test_rate_limit_is_retryable_after_the_given_seconds(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """A 429 with ``Retry-After: 7`` is RETRYABLE after 7 seconds."""
+    with_faults(simulator, error_rate=1.0, error_status=429, retry_after_s=7)
+
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.http_status == 429
+    assert result.retry_after_s == 7
+
+
+async def test_hang_past_the_timeout_is_retryable(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """A provider that does not answer within the timeout gives a RETRYABLE timeout."""
+    with_faults(simulator, hang_rate=1.0)
+
+    result = await provider.send(make_message(), timeout_s=0.3)
+
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.error == "timed out after 0.3s"
+    assert result.http_status is None
+
+
+async def test_connection_reset_is_retryable(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """A connection dropped without an answer is RETRYABLE, naming the error class."""
+    with_faults(simulator, reset_rate=1.0)
+
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.error is not None
+    assert "ServerDisconnectedError" in result.error
+
+
+async def test_wrong_auth_key_is_permanent(
+    session: aiohttp.ClientSession, simulator: RunningSimulator
+) -> None:
+    """A 403 for a wrong key is PERMANENT: the provider rejected the message."""
+    wrong = WebhookSmsProvider(session, url=simulator.url, auth_key="not-the-key")
+
+    result = await wrong.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.PERMANENT
+    assert result.http_status == 403
+    assert result.error is not None
+    assert result.error.startswith("provider rejected the message: HTTP 403")
+
+
+async def test_bad_request_is_permanent(provider: WebhookSmsProvider, simulator: RunningSimulator) -> None:
+    """A 400 is PERMANENT."""
+    with_faults(simulator, error_rate=1.0, error_status=400)
+
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.PERMANENT
+    assert result.http_status == 400
+
+
+async def test_accepted_without_message_id_is_permanent_and_keeps_the_body(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """A 202 whose body is not JSON is PERMANENT (not retried) and keeps the raw body."""
+    with_faults(simulator, broken_body_rate=1.0)
+
+    result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.PERMANENT
+    assert result.http_status == 202
+    assert result.raw_response == "<html>Accepted"
+    assert result.error is not None
+    assert result.error.startswith("provider answered 202 but the body has no messageId")
+
+
+async def test_slow_answer_within_the_timeout_is_delivered(
+    provider: WebhookSmsProvider, simulator: RunningSimulator
+) -> None:
+    """An answer 200 ms late, within a 2 s timeout, is DELIVERED."""
+    with_faults(simulator, latency_ms=200)
+
+    result = await provider.send(make_message(), timeout_s=2.0)
+
+    assert result.outcome is Outcome.DELIVERED
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"error_rate": 1.0},
+        {"error_rate": 1.0, "error_status": 401},
+        {"reset_rate": 1.0},
+        {"broken_body_rate": 1.0},
+        {"hang_rate": 1.0},
+    ],
+)
+async def test_error_text_never_contains_the_auth_key(
+    provider: WebhookSmsProvider, simulator: RunningSimulator, knobs: dict[str, object]
+) -> None:
+    """No failure's error text or kept body reveals the auth key."""
+    with_faults(simulator, **knobs)
+
+    result = await provider.send(make_message(), timeout_s=0.3)
+
+    assert result.error is not None
+    assert AUTH_KEY not in result.error
+    assert AUTH_KEY not in (result.raw_response or "")
+
+
+async def test_closed_port_is_a_retryable_connection_error(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A provider URL nobody listens on is RETRYABLE with the connection error named."""
+    dead = WebhookSmsProvider(session, url=f"http://127.0.0.1:{closed_port()}/", auth_key=AUTH_KEY)
+
+    result = await dead.send(make_message(), timeout_s=TIMEOUT_S)
+
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.error is not None
+    assert "ClientConnectorError" in result.error
+    assert AUTH_KEY not in result.error
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("1.5", 1.5),
+        ("Thu, 01 Jan 2026 12:00:30 GMT", 30.0),
+        ("Thu, 01 Jan 2026 11:59:00 GMT", 0.0),
+        (None, None),
+        ("", None),
+        ("-3", None),
+        ("soon", None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_http_date(header: str | None, expected: float | None) -> None:
+    """Retry-After is delta-seconds or an HTTP-date (past dates mean now); anything else is None."""
+    assert parse_retry_after(header, now=NOW) == expected
