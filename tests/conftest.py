@@ -6,10 +6,9 @@ Tests that need PostgreSQL or Redis skip with a reason when it is absent, except
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +34,7 @@ async def pg_url() -> AsyncIterator[str]:
     name = f"smsd_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _unavailable("PostgreSQL", exc)
         raise
     try:
@@ -82,6 +81,6 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock() -> Iterator[FakeClock]:
+def clock() -> FakeClock:
     """A fake clock starting at 2026-01-01 12:00 UTC."""
-    yield FakeClock()
+    return FakeClock()

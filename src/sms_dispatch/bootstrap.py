@@ -1,0 +1,147 @@
+"""The one composition root: Settings in, running services out, closed in reverse order.
+
+Nothing else in the package builds an engine, a client or a task; nothing here runs at
+import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sms_dispatch.adapters.database import create_engine, migrate
+from sms_dispatch.adapters.memory_cache import InMemorySentCache
+from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
+from sms_dispatch.adapters.sql_store import SqlMessageStore
+from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
+from sms_dispatch.clock import SystemClock
+from sms_dispatch.config import Settings
+from sms_dispatch.delivery import Deliverer, DeliveryPolicy
+from sms_dispatch.dispatcher import Dispatcher
+from sms_dispatch.logs import get_logger
+from sms_dispatch.ports import Clock, SentCache
+from sms_dispatch.service import MessageService
+from sms_dispatch.simulator import start_simulator
+
+log = get_logger(__name__)
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the entrypoints (API, CLI) use."""
+
+    settings: Settings
+    engine: AsyncEngine
+    store: SqlMessageStore
+    cache: SentCache
+    messages: MessageService
+    deliverer: Deliverer
+    dispatcher: Dispatcher
+    provider_url: str
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    """Return the delivery rules the settings describe."""
+    return DeliveryPolicy(
+        batch_size=settings.message_batch_size,
+        max_workers=settings.message_max_workers,
+        per_message_timeout_s=settings.message_per_message_timeout_s,
+        batch_timeout_s=settings.scheduler_batch_timeout_s,
+        lease_s=settings.lease_s,
+        max_attempts=settings.message_max_attempts,
+        retry_base_s=settings.message_retry_base_s,
+        retry_max_delay_s=settings.message_retry_max_delay_s,
+        max_length=settings.message_max_length,
+        cache_ttl_s=settings.cache_ttl_s,
+    )
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> AsyncIterator[Services]:
+    """Build and start the services; on exit drain the dispatcher and close everything."""
+    clock: Clock = SystemClock()
+    async with contextlib.AsyncExitStack() as stack:
+        engine = create_engine(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
+        stack.push_async_callback(engine.dispose)
+        report = await migrate(engine)
+        store = SqlMessageStore(engine)
+        if settings.uses_embedded_database:
+            log.info(
+                "using the embedded SQLite database; single instance only",
+                path=str(settings.sqlite_path),
+            )
+
+        cache = await _open_cache(settings, clock, stack)
+        provider_url = settings.sms_provider_url
+        if provider_url is None:
+            simulator = await stack.enter_async_context(start_simulator())
+            provider_url = simulator.url
+            log.warning(
+                "SMS_PROVIDER_URL is not set: sending to the built-in provider simulator", url=provider_url
+            )
+        session = create_provider_session(max_connections=settings.message_max_workers)
+        stack.push_async_callback(session.close)
+        provider = WebhookSmsProvider(
+            session,
+            url=provider_url,
+            auth_key=settings.sms_provider_key.get_secret_value(),
+            idempotency_header=settings.provider_idempotency_header,
+        )
+
+        messages = MessageService(
+            store=store, cache=cache, clock=clock, max_length=settings.message_max_length
+        )
+        if settings.uses_embedded_database and report.created_messages_table and settings.seed_on_first_run:
+            async for _ in messages.seed(settings.seed_on_first_run):
+                pass
+            log.info("first run: seeded sample messages", count=settings.seed_on_first_run)
+
+        deliverer = Deliverer(
+            store=store,
+            provider=provider,
+            cache=cache,
+            clock=clock,
+            policy=delivery_policy(settings),
+            instance_name=settings.instance_name,
+        )
+        dispatcher = Dispatcher(
+            deliverer=deliverer,
+            control=store,
+            clock=clock,
+            interval_s=settings.scheduler_interval_s,
+            instance_name=settings.instance_name,
+        )
+        if run_dispatcher:
+            task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+            stack.push_async_callback(dispatcher.shutdown, task, grace_s=SHUTDOWN_GRACE_S)
+        else:
+            stack.push_async_callback(deliverer.drain_cache_writes)
+        yield Services(
+            settings=settings,
+            engine=engine,
+            store=store,
+            cache=cache,
+            messages=messages,
+            deliverer=deliverer,
+            dispatcher=dispatcher,
+            provider_url=provider_url,
+        )
+
+
+async def _open_cache(settings: Settings, clock: Clock, stack: contextlib.AsyncExitStack) -> SentCache:
+    url = settings.redis_connection_url()
+    if url is None:
+        log.info("REDIS_HOST/REDIS_URL not set: caching sent messages in process")
+        return InMemorySentCache(clock)
+    client = create_redis_client(url)
+    stack.push_async_callback(client.aclose)
+    cache = RedisSentCache(client)
+    if not await cache.ping():
+        log.warning("Redis does not answer; sending goes on and cache writes are counted as failed")
+    return cache

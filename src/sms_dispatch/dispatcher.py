@@ -1,0 +1,171 @@
+"""Our own scheduler: runs a batch every interval, obeys the fleet-wide start/stop switch.
+
+Lifecycle: ``run()`` is the loop (a task the composition root starts); ``start()`` and
+``stop()`` flip the switch stored in the database and answer at once; ``stop()`` also
+tells the current batch to start no new send (the in-flight ones finish); ``shutdown()``
+drains within a grace period. ``run_once()`` runs one batch now, for the CLI and tests.
+
+Every instance on the database shares one switch and one batch slot per interval, so
+``MESSAGE_BATCH_SIZE`` per ``SCHEDULER_INTERVAL`` holds for the fleet, not per process.
+With ``SCHEDULER_INTERVAL=0`` it drains continuously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sms_dispatch.delivery import BatchReport, Deliverer
+from sms_dispatch.logs import get_logger
+from sms_dispatch.ports import Clock, ControlStore
+
+log = get_logger(__name__)
+
+STATE_POLL_S = 5.0
+"""How often an idle instance rereads the shared switch (a stop elsewhere reaches it this fast)."""
+CONTINUOUS_IDLE_POLL_S = 1.0
+ERROR_BACKOFF_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatus:
+    """What ``GET /scheduler`` shows."""
+
+    running: bool
+    in_batch: bool
+    interval_s: float
+    batch_size: int
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    instance: str
+
+
+class Dispatcher:
+    """The scheduler loop around a ``Deliverer``."""
+
+    def __init__(
+        self,
+        *,
+        deliverer: Deliverer,
+        control: ControlStore,
+        clock: Clock,
+        interval_s: float,
+        instance_name: str,
+    ) -> None:
+        self._deliverer = deliverer
+        self._control = control
+        self._clock = clock
+        self.interval_s = interval_s
+        self.instance_name = instance_name
+        self._wake = asyncio.Event()
+        self._stop_sends = asyncio.Event()
+        self._closing = False
+        self._in_batch = False
+        self.last_report: BatchReport | None = None
+
+    async def run(self) -> None:
+        """Loop until ``shutdown()``: take each batch slot the fleet grants us and deliver."""
+        log.info("dispatcher running", interval_s=self.interval_s, instance=self.instance_name)
+        while not self._closing:
+            try:
+                wait_s = await self._tick()
+            except Exception:
+                log.exception("dispatcher tick failed; retrying")
+                wait_s = ERROR_BACKOFF_S
+            if wait_s > 0 and not self._closing:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+
+    async def _tick(self) -> float:
+        """Run a batch if a slot is ours; return how long to wait before the next look."""
+        state = await self._control.scheduler_state()
+        if not state.running:
+            return STATE_POLL_S
+        if await self._control.take_batch_slot(now=self._clock.now(), interval_s=self.interval_s):
+            report = await self._run_batch()
+            if self.interval_s == 0:
+                full = report.claimed >= self._deliverer.policy.batch_size
+                return 0.0 if full else CONTINUOUS_IDLE_POLL_S
+            return min(STATE_POLL_S, self.interval_s)
+        state = await self._control.scheduler_state()
+        if state.last_run_at is None:
+            return STATE_POLL_S
+        due_in_s = (
+            state.last_run_at + timedelta(seconds=self.interval_s) - self._clock.now()
+        ).total_seconds()
+        return max(0.05, min(STATE_POLL_S, due_in_s))
+
+    async def _run_batch(self) -> BatchReport:
+        self._stop_sends.clear()
+        self._in_batch = True
+        try:
+            report = await self._deliverer.deliver_batch(self._stop_sends)
+        finally:
+            self._in_batch = False
+        self.last_report = report
+        if report.claimed or report.rescued:
+            log.info(
+                "batch done",
+                claimed=report.claimed,
+                delivered=report.delivered,
+                retried=report.retried,
+                failed=report.failed,
+                handed_back=report.handed_back,
+                rescued=report.rescued,
+                duration_ms=round(report.duration_s * 1000, 1),
+            )
+        return report
+
+    async def run_once(self) -> BatchReport:
+        """Run one batch now, whatever the schedule and the switch say."""
+        return await self._run_batch()
+
+    async def start(self) -> SchedulerStatus:
+        """Turn the fleet-wide switch on; the next slot runs at once if it is due."""
+        await self._control.set_running(True, now=self._clock.now())
+        log.info("scheduler started", instance=self.instance_name)
+        self._wake.set()
+        return await self.status()
+
+    async def stop(self) -> SchedulerStatus:
+        """Turn the fleet-wide switch off; the current batch starts no new send."""
+        await self._control.set_running(False, now=self._clock.now())
+        self._stop_sends.set()
+        log.info("scheduler stopped", instance=self.instance_name)
+        return await self.status()
+
+    async def status(self) -> SchedulerStatus:
+        """Return the switch, the last batch slot taken in the fleet and the next one."""
+        state = await self._control.scheduler_state()
+        next_run_at = None
+        if state.running:
+            now = self._clock.now()
+            due = state.last_run_at + timedelta(seconds=self.interval_s) if state.last_run_at else now
+            next_run_at = max(due, now)
+        return SchedulerStatus(
+            running=state.running,
+            in_batch=self._in_batch,
+            interval_s=self.interval_s,
+            batch_size=self._deliverer.policy.batch_size,
+            last_run_at=state.last_run_at,
+            next_run_at=next_run_at,
+            instance=self.instance_name,
+        )
+
+    async def shutdown(self, task: asyncio.Task[None], *, grace_s: float) -> None:
+        """Stop claiming, let in-flight sends finish within ``grace_s``, hand back the rest."""
+        self._closing = True
+        self._stop_sends.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+        except TimeoutError:
+            log.warning("grace period over; cancelling in-flight sends", grace_s=grace_s)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._deliverer.drain_cache_writes()
+        log.info("dispatcher stopped", instance=self.instance_name)
