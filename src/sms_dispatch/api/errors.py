@@ -1,0 +1,109 @@
+"""The one place where errors become HTTP answers, all in the envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sms_dispatch.api.envelope import ErrorBody, ErrorEnvelope, FieldError
+from sms_dispatch.errors import (
+    Conflict,
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    SmsDispatchError,
+)
+from sms_dispatch.logs import get_logger
+
+log = get_logger(__name__)
+
+_STATUS_OF: list[tuple[type[SmsDispatchError], int, str]] = [
+    (InvalidInput, 400, "VALIDATION_ERROR"),
+    (NotFound, 404, "NOT_FOUND"),
+    (Conflict, 409, "CONFLICT"),
+    (DependencyUnavailable, 503, "DEPENDENCY_UNAVAILABLE"),
+]
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Return an error envelope as a JSON response."""
+    body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details))
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("query", "path", "body", "header")]
+    return ".".join(parts) or ("body" if loc and loc[0] == "body" else "request")
+
+
+def _explain(error: dict[str, Any]) -> FieldError:
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        return FieldError(field="body", message="the body is not valid JSON")
+    if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
+        return FieldError(field="body", message="a JSON body is required")
+    if kind == "model_attributes_type" or kind == "dict_type":
+        return FieldError(field=_field_name(tuple(error["loc"])), message="expected a JSON object")
+    return FieldError(field=_field_name(tuple(error["loc"])), message=str(error["msg"]))
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [_explain(dict(e)) for e in exc.errors()]
+    message = "; ".join(f"{d.field}: {d.message}" for d in details)
+    return error_response(400, "VALIDATION_ERROR", message, details)
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "ERROR")
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route"
+    elif exc.status_code == 405:
+        message = "method not allowed on this route"
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _on_domain(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SmsDispatchError)
+    for kind, status, code in _STATUS_OF:
+        if isinstance(exc, kind):
+            details = None
+            if isinstance(exc, InvalidInput):
+                details = [FieldError(field=f, message=m) for f, m in exc.fields.items()]
+            return error_response(status, code, exc.message, details)
+    log.error("unmapped error", error=exc.message)
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", path=request.url.path, exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "internal error; see the service log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the envelope."""
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(SmsDispatchError, _on_domain)
+    app.add_exception_handler(Exception, _on_unexpected)

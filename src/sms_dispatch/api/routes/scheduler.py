@@ -1,0 +1,29 @@
+"""The scheduler switch (fleet-wide) and its state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sms_dispatch.api.deps import DispatcherDep
+from sms_dispatch.api.envelope import Envelope, error_responses, ok
+from sms_dispatch.api.schemas import SchedulerAction, SchedulerActionResult, SchedulerStatusPublic
+
+router = APIRouter(prefix="/scheduler", tags=["scheduler"])
+
+
+@router.post("", response_model=Envelope[SchedulerActionResult], responses=error_responses(400, 503))
+async def control_scheduler(
+    body: SchedulerAction, dispatcher: DispatcherDep
+) -> Envelope[SchedulerActionResult]:
+    """Start or stop sending. Answers at once, even mid-batch: a stop lets in-flight sends finish."""
+    if body.action == "start":
+        await dispatcher.start()
+        return ok(SchedulerActionResult(message="scheduler started"))
+    await dispatcher.stop()
+    return ok(SchedulerActionResult(message="scheduler stopped"))
+
+
+@router.get("", response_model=Envelope[SchedulerStatusPublic], responses=error_responses(503))
+async def scheduler_status(dispatcher: DispatcherDep) -> Envelope[SchedulerStatusPublic]:
+    """Show whether sending runs, the interval, the batch size and the last and next run."""
+    return ok(SchedulerStatusPublic.from_status(await dispatcher.status()))
