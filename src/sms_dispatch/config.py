@@ -163,7 +163,7 @@ _SECRET = {"DATABASE_URL", "DB_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "SMS_PR
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read the settings; raise ``ConfigError`` with one line per faulty variable."""
     try:
-        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file)
         settings.sqlalchemy_url()
         settings.redis_connection_url()
     except ValidationError as exc:
