@@ -127,3 +127,17 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Return the current time, timezone-aware UTC."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Which messages a listing or a bulk action covers; None means any.
+
+    ``since`` (inclusive) and ``until`` (exclusive) bound ``created_at``; the sent listing
+    bounds ``sent_at`` instead.
+    """
+
+    status: Status | None = None
+    to: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

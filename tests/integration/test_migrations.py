@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, inspect, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,8 @@ from sms_dispatch.adapters.database import alembic_config, create_engine, migrat
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import metadata
 from sms_dispatch.domain import NewMessage, Status
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 # What GORM AutoMigrate creates for the Go service's MessageModel (status without NOT NULL).
 GO_SCHEMA = [
@@ -200,7 +203,7 @@ async def test_migrate_twice_changes_nothing(pg: AsyncEngine, go_db: dict[str, U
     first = await migrate(pg)
     rows = await fetch(pg, "SELECT * FROM messages ORDER BY id")
     second = await migrate(pg)
-    assert (first.revision_after, second.revision_before, second.revision_after) == ("0001", "0001", "0001")
+    assert (first.revision_after, second.revision_before, second.revision_after) == (HEAD, HEAD, HEAD)
     assert (second.created_messages_table, second.adopted_existing_table) == (False, False)
     assert await fetch(pg, "SELECT * FROM messages ORDER BY id") == rows
 
@@ -227,7 +230,7 @@ async def test_new_postgres_database_gets_the_whole_schema(pg: AsyncEngine) -> N
     report = await migrate(pg)
     assert (report.revision_before, report.revision_after, report.created_messages_table) == (
         None,
-        "0001",
+        HEAD,
         True,
     )
     async with pg.connect() as connection:
@@ -247,7 +250,7 @@ async def test_instances_migrating_at_once_take_turns(pg: AsyncEngine, pg_url: s
         for engine in others:
             await engine.dispose()
     assert sorted(r.created_messages_table for r in reports) == [False, False, False, True]
-    assert {r.revision_after for r in reports} == {"0001"}
+    assert {r.revision_after for r in reports} == {HEAD}
 
 
 @pytest.mark.postgres
@@ -272,7 +275,7 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 async def test_new_sqlite_file_migrates_and_takes_a_plain_sql_insert(sqlite: AsyncEngine) -> None:
     """A new SQLite file migrates to head and a plain-SQL insert gets every default."""
     report = await migrate(sqlite)
-    assert (report.created_messages_table, report.revision_after) == (True, "0001")
+    assert (report.created_messages_table, report.revision_after) == (True, HEAD)
     [row] = await fetch(sqlite, PLAIN_INSERT.replace("RETURNING id", "RETURNING *"))
     assert (row["status"], row["attempts"], row["deleted_at"]) == ("PENDING", 0, None)
     message = await SqlMessageStore(sqlite).get(UUID(row["id"]))
@@ -301,7 +304,7 @@ async def test_sqlite_migrate_twice_changes_nothing(sqlite: AsyncEngine) -> None
     """A second migrate on SQLite reports the schema already there."""
     await migrate(sqlite)
     second = await migrate(sqlite)
-    assert (second.revision_before, second.created_messages_table) == ("0001", False)
+    assert (second.revision_before, second.created_messages_table) == (HEAD, False)
 
 
 async def test_sqlite_refuses_to_adopt_a_foreign_table(sqlite: AsyncEngine) -> None:

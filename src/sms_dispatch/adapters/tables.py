@@ -13,11 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -154,6 +157,7 @@ messages = Table(
     Column("created_at", UtcDateTime, nullable=False, server_default=utc_now()),
     Column("updated_at", UtcDateTime, nullable=False, server_default=utc_now()),
     Column("deleted_at", UtcDateTime, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
 )
 
 DUE_INDEX = "ix_messages_due"
@@ -197,3 +201,37 @@ scheduler_state = Table(
     CheckConstraint("id = 1", name="ck_scheduler_state_single_row"),
 )
 SCHEDULER_ROW_ID = 1
+
+IDEMPOTENCY_INDEX = "ux_messages_idempotency_key"
+Index(IDEMPOTENCY_INDEX, messages.c.idempotency_key, unique=True)
+
+message_attempts = Table(
+    "message_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", Uuid36, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("http_status", Integer, nullable=True),
+    Column("error_class", String(100), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Column("instance", String(100), nullable=True),
+)
+ATTEMPTS_INDEX = "ix_message_attempts_message"
+Index(ATTEMPTS_INDEX, message_attempts.c.message_id, message_attempts.c.attempt)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_heartbeat_at", UtcDateTime, nullable=False),
+)
+HEARTBEAT_INDEX = "ix_instances_heartbeat"
+Index(HEARTBEAT_INDEX, instances.c.last_heartbeat_at)
