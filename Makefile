@@ -36,8 +36,9 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-bench: install
-	$(BIN)/python bench/http_clients.py
+bench: install  ## every benchmark in one sitting (installs the peers it compares with: uv group "bench")
+	$(UV) sync --frozen --group bench --python $(PY)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 all: lint typecheck test
 

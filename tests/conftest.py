@@ -65,6 +65,11 @@ async def redis_url() -> AsyncIterator[str]:
     await client.aclose()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that restart the shared PostgreSQL last, so the rest never sees the restart."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
+
+
 @dataclass
 class FakeClock:
     """A clock that moves only when told to."""

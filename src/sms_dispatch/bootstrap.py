@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
+from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
@@ -23,7 +24,11 @@ from sms_dispatch.config import Settings
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.logs import get_logger
-from sms_dispatch.ports import Clock, SentCache
+from sms_dispatch.observability.metrics import ServiceMetrics
+from sms_dispatch.operations import OperatorActions
+from sms_dispatch.ports import Clock, NewMessageSignal, SentCache
+from sms_dispatch.pump import Pump
+from sms_dispatch.retention import Pruner, RetentionPolicy
 from sms_dispatch.service import MessageService
 from sms_dispatch.simulator import start_simulator
 
@@ -44,6 +49,10 @@ class Services:
     deliverer: Deliverer
     dispatcher: Dispatcher
     provider_url: str
+    clock: Clock
+    operations: OperatorActions
+    metrics: ServiceMetrics
+    pruner: Pruner
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
@@ -102,6 +111,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
                 pass
             log.info("first run: seeded sample messages", count=settings.seed_on_first_run)
 
+        metrics = ServiceMetrics()
         deliverer = Deliverer(
             store=store,
             provider=provider,
@@ -109,19 +119,26 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             clock=clock,
             policy=delivery_policy(settings),
             instance_name=settings.instance_name,
+            observer=metrics,
         )
+        metrics.watch(deliverer.counters)
+        continuous = run_dispatcher and settings.scheduler_interval_s == 0
         dispatcher = Dispatcher(
             deliverer=deliverer,
             control=store,
             clock=clock,
             interval_s=settings.scheduler_interval_s,
             instance_name=settings.instance_name,
+            pump=await _open_pump(settings, engine, store, deliverer, clock, stack) if continuous else None,
         )
         if run_dispatcher:
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")
             stack.push_async_callback(dispatcher.shutdown, task, grace_s=SHUTDOWN_GRACE_S)
         else:
             stack.push_async_callback(deliverer.drain_cache_writes)
+        pruner = Pruner(store=store, control=store, clock=clock, policy=retention_policy(settings))
+        if run_dispatcher:
+            _run_retention(pruner, stack)
         yield Services(
             settings=settings,
             engine=engine,
@@ -131,7 +148,57 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             deliverer=deliverer,
             dispatcher=dispatcher,
             provider_url=provider_url,
+            clock=clock,
+            operations=OperatorActions(store=store, clock=clock),
+            metrics=metrics,
+            pruner=pruner,
         )
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """Return the retention rules the settings describe."""
+    return RetentionPolicy(
+        success_s=settings.retention_success_s,
+        failed_s=settings.retention_failed_s,
+        interval_s=settings.retention_interval_s,
+        batch_size=settings.retention_batch_size,
+    )
+
+
+def _run_retention(pruner: Pruner, stack: contextlib.AsyncExitStack) -> None:
+    """Run retention as a side task of the dispatcher process; stop it (between batches) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(pruner.run(stop), name="retention")
+
+    async def _stop() -> None:
+        stop.set()
+        await task
+
+    stack.push_async_callback(_stop)
+
+
+async def _open_pump(
+    settings: Settings,
+    engine: AsyncEngine,
+    store: SqlMessageStore,
+    deliverer: Deliverer,
+    clock: Clock,
+    stack: contextlib.AsyncExitStack,
+) -> Pump:
+    """Build continuous mode's sender pool, woken by PostgreSQL NOTIFY where there is one."""
+    signal: NewMessageSignal = InProcessNewMessageSignal()
+    if engine.dialect.name == "postgresql":
+        listener = PgNewMessageSignal(engine.url)
+        await listener.start()
+        stack.push_async_callback(listener.close)
+        signal = listener
+    return Pump(
+        deliverer=deliverer,
+        control=store,
+        signal=signal,
+        clock=clock,
+        rate_limit_per_s=settings.message_rate_limit_per_s,
+    )
 
 
 async def _open_cache(settings: Settings, clock: Clock, stack: contextlib.AsyncExitStack) -> SentCache:

@@ -30,7 +30,11 @@ def _settings() -> Settings:
         settings = load_settings()
     except ConfigError as exc:
         _die(f"configuration error: {exc.message}")
-    configure_logging(json_lines=settings.app_env == "production", level=settings.log_level)
+    configure_logging(
+        json_lines=settings.app_env == "production",
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+    )
     return settings
 
 
@@ -53,7 +57,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default API_PORT).")] = None,
 ) -> None:
     """Run the HTTP API and the dispatcher in one process."""
+    from sms_dispatch.api.security import check_api_keys
+
     settings = _settings()
+    try:
+        check_api_keys(settings)
+    except ConfigError as exc:
+        _die(f"configuration error: {exc.message}")
     _run(_serve(settings, host or settings.api_host, port or settings.api_port))
 
 
@@ -73,9 +83,20 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    processes: Annotated[
+        int, typer.Option(min=1, max=256, help="Dispatcher processes to run (PostgreSQL only beyond 1).")
+    ] = 1,
+) -> None:
     """Run the dispatcher without the HTTP API (until SIGTERM or Ctrl-C)."""
     settings = _settings()
+    if processes > 1:
+        from sms_dispatch.processes import run_worker_processes, sqlite_refusal
+
+        refusal = sqlite_refusal(settings, processes)
+        if refusal:
+            _die(refusal)
+        raise typer.Exit(run_worker_processes(settings, processes))
     _run(_worker(settings))
 
 
@@ -170,6 +191,22 @@ async def _dispatch_once(settings: Settings) -> None:
     typer.echo(json.dumps(summary))
 
 
+@app.command()
+def prune() -> None:
+    """Delete the messages past their retention now (RETENTION_SUCCESS, RETENTION_FAILED); print counts."""
+    settings = _settings()
+    _run(_prune(settings))
+
+
+async def _prune(settings: Settings) -> None:
+    from sms_dispatch.bootstrap import bootstrap
+
+    async with bootstrap(settings, run_dispatcher=False) as services:
+        report = await services.pruner.prune()
+    summary = {"sent": report.sent, "failed": report.failed, "batches": report.batches}
+    typer.echo(json.dumps({**summary, "skipped": report.skipped}))
+
+
 @app.command("provider-sim")
 def provider_sim(
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
@@ -210,3 +247,7 @@ def provider_sim(
 def main() -> None:
     """Entry point of the console script."""
     app()
+
+
+if __name__ == "__main__":  # ``python -m sms_dispatch.cli``: how ``worker --processes`` starts its children
+    main()

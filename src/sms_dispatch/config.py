@@ -10,11 +10,13 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from sms_dispatch.api_keys import Scope, parse_api_keys
 from sms_dispatch.durations import parse_duration_s
 from sms_dispatch.errors import ConfigError
 
@@ -38,6 +40,12 @@ def _positive(value: float) -> float:
 Seconds = Annotated[float, BeforeValidator(_duration), AfterValidator(_non_negative)]
 PositiveSeconds = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def _check_api_keys(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        parse_api_keys(value.get_secret_value())
+    return value
 
 
 def _default_instance_name() -> str:
@@ -91,18 +99,43 @@ class Settings(BaseSettings):
     scheduler_batch_timeout_s: PositiveSeconds = Field(10.0, alias="SCHEDULER_BATCH_TIMEOUT")
     message_batch_size: int = Field(2, ge=1, le=100_000, alias="MESSAGE_BATCH_SIZE")
     message_max_workers: int = Field(2, ge=1, le=10_000, alias="MESSAGE_MAX_WORKERS")
+    message_rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000, alias="MESSAGE_RATE_LIMIT")
+    """Continuous mode: messages per second for the whole fleet; unset, no limit."""
     message_per_message_timeout_s: PositiveSeconds = Field(5.0, alias="MESSAGE_PER_MESSAGE_TIMEOUT")
     message_max_length: int = Field(160, ge=1, le=10_000, alias="MESSAGE_MAX_LENGTH")
     message_max_attempts: int = Field(5, ge=1, le=100, alias="MESSAGE_MAX_ATTEMPTS")
     message_retry_base_s: PositiveSeconds = Field(10.0, alias="MESSAGE_RETRY_BASE")
     message_retry_max_delay_s: PositiveSeconds = Field(600.0, alias="MESSAGE_RETRY_MAX_DELAY")
+    message_lease_margin_s: Seconds = Field(30.0, alias="MESSAGE_LEASE_MARGIN")
 
     seed_on_first_run: int = Field(10, ge=0, le=100_000, alias="SEED_ON_FIRST_RUN")
+
+    api_keys: Annotated[SecretStr | None, AfterValidator(_check_api_keys)] = Field(None, alias="API_KEYS")
+    retention_success_s: Seconds = Field(30 * 86400.0, alias="RETENTION_SUCCESS")
+    retention_failed_s: Seconds = Field(90 * 86400.0, alias="RETENTION_FAILED")
+    retention_interval_s: PositiveSeconds = Field(3600.0, alias="RETENTION_INTERVAL")
+    retention_batch_size: int = Field(1000, ge=1, le=100_000, alias="RETENTION_BATCH_SIZE")
+
+    def api_key_scopes(self) -> dict[str, Scope]:
+        """Return ``{key: scope}`` from API_KEYS; empty when unset (the API is open)."""
+        return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}
+
+    def secret_values(self) -> list[str]:
+        """Return every secret the settings hold (provider key, passwords, API keys), for redaction."""
+        plain = (self.sms_provider_key, self.db_password, self.redis_password)
+        found = [secret.get_secret_value() for secret in plain if secret is not None]
+        for url in (self.database_url, self.redis_url):
+            password = urlsplit(url.get_secret_value()).password if url is not None else None
+            if password:
+                found += [password, unquote(password)]
+        found += self.api_key_scopes()
+        return sorted({value for value in found if value})
 
     @property
     def lease_s(self) -> float:
         """How long a claim is held: a whole batch plus one send, with a margin."""
-        return self.scheduler_batch_timeout_s + self.message_per_message_timeout_s + 30.0
+        batch_and_send_s = self.scheduler_batch_timeout_s + self.message_per_message_timeout_s
+        return batch_and_send_s + self.message_lease_margin_s
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -157,7 +190,7 @@ def _async_url(raw: str) -> URL:
     raise ValueError(f"DATABASE_URL must be postgresql:// or sqlite://, not {backend}://")
 
 
-_SECRET = {"DATABASE_URL", "DB_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "SMS_PROVIDER_KEY"}
+_SECRET = {"API_KEYS", "DATABASE_URL", "DB_PASSWORD", "REDIS_URL", "REDIS_PASSWORD", "SMS_PROVIDER_KEY"}
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:

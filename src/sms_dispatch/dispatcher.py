@@ -7,26 +7,35 @@ drains within a grace period. ``run_once()`` runs one batch now, for the CLI and
 
 Every instance on the database shares one switch and one batch slot per interval, so
 ``MESSAGE_BATCH_SIZE`` per ``SCHEDULER_INTERVAL`` holds for the fleet, not per process.
-With ``SCHEDULER_INTERVAL=0`` it drains continuously.
+With ``SCHEDULER_INTERVAL=0`` it drains continuously: given a ``Pump`` (``pump.py``), that
+sender pool runs instead of the batch loop, refilling as it drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sms_dispatch import __version__
 from sms_dispatch.delivery import BatchReport, Deliverer
 from sms_dispatch.logs import get_logger
-from sms_dispatch.ports import Clock, ControlStore
+from sms_dispatch.ports import Clock, ControlStore, InstanceInfo
+from sms_dispatch.pump import Pump
 
 log = get_logger(__name__)
 
 STATE_POLL_S = 5.0
-"""How often an idle instance rereads the shared switch (a stop elsewhere reaches it this fast)."""
+"""The longest an idle instance waits before rereading the shared switch; shorter intervals poll
+once per interval, so a start or stop made on any instance reaches every one within one interval."""
 CONTINUOUS_IDLE_POLL_S = 1.0
 ERROR_BACKOFF_S = 2.0
+HEARTBEAT_S = 5.0
+"""How often a running dispatcher writes its heartbeat; it counts as live for 3 of these."""
+LIVE_HEARTBEATS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,8 @@ class SchedulerStatus:
     last_run_at: datetime | None
     next_run_at: datetime | None
     instance: str
+    instances: tuple[InstanceInfo, ...] = ()
+    """The dispatchers of the fleet that sent a heartbeat within the last 3 periods."""
 
 
 class Dispatcher:
@@ -53,8 +64,12 @@ class Dispatcher:
         clock: Clock,
         interval_s: float,
         instance_name: str,
+        heartbeat_s: float = HEARTBEAT_S,
+        pump: Pump | None = None,
     ) -> None:
         self._deliverer = deliverer
+        self._pump = pump
+        """Continuous mode's sender pool; runs instead of the batch loop when interval is 0."""
         self._control = control
         self._clock = clock
         self.interval_s = interval_s
@@ -64,26 +79,68 @@ class Dispatcher:
         self._closing = False
         self._in_batch = False
         self.last_report: BatchReport | None = None
+        self.heartbeat_s = heartbeat_s
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Loop until ``shutdown()``: take each batch slot the fleet grants us and deliver."""
         log.info("dispatcher running", interval_s=self.interval_s, instance=self.instance_name)
-        while not self._closing:
+        started_at = self._clock.now()
+        try:
+            if self._pump is not None and self.interval_s == 0:
+                self._watch_heartbeat(started_at)
+                await self._pump.run()
+            while not self._closing:
+                self._watch_heartbeat(started_at)
+                try:
+                    wait_s = await self._tick()
+                except Exception:
+                    log.exception("dispatcher tick failed; retrying")
+                    wait_s = ERROR_BACKOFF_S
+                if wait_s > 0 and not self._closing:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+        finally:
+            await self._stop_heartbeat()
+
+    def _watch_heartbeat(self, started_at: datetime) -> None:
+        """Start the heartbeat side task, and start it again if it ever ended (it should not)."""
+        task = self._heartbeat
+        if task is not None and task.done():
+            error = None if task.cancelled() else task.exception()
+            log.error("heartbeat task ended; restarting it", error=repr(error))
+        if task is None or task.done():
+            self._heartbeat = asyncio.create_task(self._beat(started_at), name="heartbeat")
+
+    async def _beat(self, started_at: datetime) -> None:
+        """Write this instance's heartbeat every ``heartbeat_s``; a failed beat is logged, not fatal."""
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            info = InstanceInfo(self.instance_name, host, pid, __version__, started_at, self._clock.now())
             try:
-                wait_s = await self._tick()
-            except Exception:
-                log.exception("dispatcher tick failed; retrying")
-                wait_s = ERROR_BACKOFF_S
-            if wait_s > 0 and not self._closing:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+                await asyncio.wait_for(self._control.heartbeat(info), timeout=self.heartbeat_s)
+            except Exception as exc:
+                log.warning("heartbeat failed", instance=self.instance_name, error=str(exc))
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _stop_heartbeat(self) -> None:
+        """Stop the heartbeat and take this instance off the fleet's list."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        try:
+            await asyncio.wait_for(self._control.remove_instance(self.instance_name), timeout=5.0)
+        except Exception as exc:
+            log.warning("could not remove the instance row", instance=self.instance_name, error=str(exc))
 
     async def _tick(self) -> float:
         """Run a batch if a slot is ours; return how long to wait before the next look."""
         state = await self._control.scheduler_state()
         if not state.running:
-            return STATE_POLL_S
+            return self._state_poll_s
         if await self._control.take_batch_slot(now=self._clock.now(), interval_s=self.interval_s):
             report = await self._run_batch()
             if self.interval_s == 0:
@@ -92,11 +149,18 @@ class Dispatcher:
             return min(STATE_POLL_S, self.interval_s)
         state = await self._control.scheduler_state()
         if state.last_run_at is None:
-            return STATE_POLL_S
+            return self._state_poll_s
         due_in_s = (
             state.last_run_at + timedelta(seconds=self.interval_s) - self._clock.now()
         ).total_seconds()
         return max(0.05, min(STATE_POLL_S, due_in_s))
+
+    @property
+    def _state_poll_s(self) -> float:
+        """How long an instance that runs no batch waits before rereading the switch."""
+        if self.interval_s == 0:
+            return CONTINUOUS_IDLE_POLL_S
+        return max(0.05, min(STATE_POLL_S, self.interval_s))
 
     async def _run_batch(self) -> BatchReport:
         self._stop_sends.clear()
@@ -128,31 +192,39 @@ class Dispatcher:
         await self._control.set_running(True, now=self._clock.now())
         log.info("scheduler started", instance=self.instance_name)
         self._wake.set()
+        if self._pump is not None:
+            self._pump.wake()
         return await self.status()
 
     async def stop(self) -> SchedulerStatus:
         """Turn the fleet-wide switch off; the current batch starts no new send."""
         await self._control.set_running(False, now=self._clock.now())
         self._stop_sends.set()
+        if self._pump is not None:
+            self._pump.stop_sends()
         log.info("scheduler stopped", instance=self.instance_name)
         return await self.status()
 
     async def status(self) -> SchedulerStatus:
-        """Return the switch, the last batch slot taken in the fleet and the next one."""
+        """Return the switch, the last batch slot taken in the fleet and the next one, and the
+        instances seen within ``LIVE_HEARTBEATS`` heartbeat periods."""
         state = await self._control.scheduler_state()
+        now = self._clock.now()
+        seen_since = now - timedelta(seconds=LIVE_HEARTBEATS * self.heartbeat_s)
+        instances = tuple(await self._control.live_instances(seen_since=seen_since))
         next_run_at = None
         if state.running:
-            now = self._clock.now()
             due = state.last_run_at + timedelta(seconds=self.interval_s) if state.last_run_at else now
             next_run_at = max(due, now)
         return SchedulerStatus(
             running=state.running,
-            in_batch=self._in_batch,
+            in_batch=self._in_batch or (self._pump is not None and self._pump.busy),
             interval_s=self.interval_s,
             batch_size=self._deliverer.policy.batch_size,
             last_run_at=state.last_run_at,
             next_run_at=next_run_at,
             instance=self.instance_name,
+            instances=instances,
         )
 
     async def shutdown(self, task: asyncio.Task[None], *, grace_s: float) -> None:
@@ -160,6 +232,8 @@ class Dispatcher:
         self._closing = True
         self._stop_sends.set()
         self._wake.set()
+        if self._pump is not None:
+            self._pump.close()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
         except TimeoutError:

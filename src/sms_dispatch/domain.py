@@ -41,6 +41,7 @@ class Message:
     next_attempt_at: datetime | None = None
     claim_token: str | None = None
     lease_until: datetime | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ class SendResult:
     raw_response: str | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    error_class: str | None = None
+    """A short machine-readable kind of fault: ``timeout``, ``connection``, ``http_429``, ..."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +146,69 @@ def backoff_delay_s(
         return min(max(retry_after_s, 0.0), max_delay_s)
     ceiling = min(max_delay_s, base_s * (2 ** max(attempt - 1, 0)))
     return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+RESPONSE_EXCERPT_LIMIT = 500
+"""The most characters of a provider answer an attempt record keeps."""
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt ended, as the history shows it (a hand-back is not an attempt)."""
+
+    DELIVERED = "delivered"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    INVALID = "invalid"
+    LEASE_EXPIRED = "lease_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt at sending a message, for its history."""
+
+    message_id: UUID
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    outcome: AttemptOutcome
+    http_status: int | None = None
+    error_class: str | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    instance: str | None = None
+    applied: bool = True
+    """False when the answer came too late: the row had been rescued or finished by another."""
+
+
+def excerpt(text: str | None) -> str | None:
+    """Return ``text`` cut to ``RESPONSE_EXCERPT_LIMIT`` characters (None stays None)."""
+    return None if text is None else text[:RESPONSE_EXCERPT_LIMIT]
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+
+def check_idempotency_key(raw: str) -> str:
+    """Return ``raw`` if it is 1..200 printable ASCII characters, else raise ``InvalidInput``."""
+    if not 1 <= len(raw) <= IDEMPOTENCY_KEY_MAX_LENGTH:
+        why = f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters long, not {len(raw)}"
+        raise InvalidInput({"Idempotency-Key": why})
+    if not all(" " <= char <= "~" for char in raw):
+        raise InvalidInput({"Idempotency-Key": "must contain only printable ASCII characters"})
+    return raw
+
+
+def lease_expired_attempt(
+    message_id: UUID, *, attempt: int, claimed_at: datetime, claimed_by: str | None, now: datetime, error: str
+) -> AttemptRecord:
+    """Return the record a rescue leaves: the attempt claimed at ``claimed_at`` never reported."""
+    return AttemptRecord(
+        message_id=message_id,
+        attempt=attempt,
+        started_at=claimed_at,
+        duration_ms=max((now - claimed_at).total_seconds() * 1000, 0.0),
+        outcome=AttemptOutcome.LEASE_EXPIRED,
+        error_class="lease_expired",
+        error=error,
+        instance=claimed_by,
+    )

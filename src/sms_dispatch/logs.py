@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import structlog
 
+from sms_dispatch.observability.redaction import SecretRedactor
 
-def configure_logging(*, json_lines: bool, level: str = "INFO") -> None:
-    """Set up structlog and route the stdlib loggers (uvicorn, alembic) through it."""
+
+def configure_logging(
+    *, json_lines: bool, level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> None:
+    """Set up structlog and route the stdlib loggers (uvicorn, alembic) through it.
+
+    Every rendered line passes through ``SecretRedactor``: ``secrets`` and URL passwords
+    become ``***``. Lines go to ``stream`` (standard error by default).
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -20,7 +29,10 @@ def configure_logging(*, json_lines: bool, level: str = "INFO") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json_lines
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: Rich's would wrap long lines (a secret split in two escapes redaction).
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -28,7 +40,7 @@ def configure_logging(*, json_lines: bool, level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -36,13 +48,15 @@ def configure_logging(*, json_lines: bool, level: str = "INFO") -> None:
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info if json_lines else _identity,
                 renderer,
+                SecretRedactor(secrets),
             ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "aiohttp.access"):
+    # Our access line replaces uvicorn's; alembic announces each of its plugins at start-up.
+    for noisy in ("uvicorn.access", "aiohttp.access", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

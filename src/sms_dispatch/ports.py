@@ -5,21 +5,46 @@ Every method that takes or returns a time uses timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from sms_dispatch.domain import Message, NewMessage, SendResult, Status, Transition
+from sms_dispatch.domain import (
+    AttemptRecord,
+    Message,
+    NewMessage,
+    Outcome,
+    SendResult,
+    Status,
+    Transition,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a keyset page ended: its last row's sort time (``sent_at`` or ``created_at``) and id.
+
+    The next page holds the rows that sort after it (older, or as old with a smaller id).
+    """
+
+    at: datetime | None
+    id: UUID
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a listing and the total it was cut from."""
+    """One page of a listing, where the next one starts, and the total it was cut from.
+
+    ``total`` is exact when counting is cheap (read from the kept counts), else None;
+    ``next_after`` is None on the last page.
+    """
 
     items: list[Message]
-    total: int
+    total: int | None
+    next_after: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +54,18 @@ class SchedulerState:
     running: bool
     last_run_at: datetime | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """A running dispatcher as the fleet sees it."""
+
+    name: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    last_heartbeat_at: datetime
 
 
 class MessageStore(Protocol):
@@ -54,25 +91,116 @@ class MessageStore(Protocol):
         """
         ...
 
-    async def finish(self, transitions: Sequence[Transition], *, now: datetime) -> set[UUID]:
+    async def finish(
+        self, transitions: Sequence[Transition], *, now: datetime, attempts: Sequence[AttemptRecord] = ()
+    ) -> set[UUID]:
         """Apply each transition whose row is still SENDING under its claim token.
 
         Clears the lease and claim token, sets ``updated_at = now``. Returns the ids that
         were applied; the others (rescued or finished by someone else) are left untouched.
+        In the same transaction, records ``attempts`` (one bulk insert): every attempt whose
+        message still exists, marked ``applied`` when its message's transition was applied.
         """
         ...
 
     async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
         """Return SENDING rows whose lease ended before ``now`` to PENDING, or FAILED when
-        their attempts reached ``max_attempts``; return how many rows were changed."""
+        their attempts reached ``max_attempts``; return how many rows were changed.
+
+        Each rescued row gets a ``lease_expired`` attempt record (started at its claim, by its
+        claimant). On PostgreSQL one instance rescues at a time; the others return 0.
+        """
         ...
 
-    async def list_sent(self, *, page: int, limit: int) -> Page:
-        """Return SUCCESS messages, newest ``sent_at`` first (then id), page numbered from 1."""
+    async def history(self, message_id: UUID) -> list[AttemptRecord]:
+        """Return the attempt records of a message in the order they were recorded."""
+        ...
+
+    async def create_idempotent(
+        self, message: NewMessage, *, now: datetime, key: str
+    ) -> tuple[Message, bool]:
+        """Insert a PENDING message under ``key`` unless one exists; return it and whether it is new.
+
+        The database's unique index decides: concurrent calls with one key make one row. The
+        message already stored under ``key`` is returned as it is (soft-deleted ones too).
+        """
+        ...
+
+    async def retry(self, message_id: UUID, *, now: datetime) -> Message | None:
+        """Return a live FAILED or CANCELLED message to PENDING, due ``now``, attempts 0.
+
+        Keeps ``last_error``. Returns the message after the change, or None when no live row
+        with this id is FAILED or CANCELLED (the change is guarded by the status).
+        """
+        ...
+
+    async def retry_batch(
+        self, matching: MessageFilter, *, now: datetime, after: UUID | None, limit: int
+    ) -> list[UUID]:
+        """Retry (as ``retry``) up to ``limit`` live messages that match, in id order after ``after``.
+
+        ``matching.status`` must be FAILED or CANCELLED. One short transaction; returns the ids
+        changed, ascending, so the caller can go on after the last one.
+        """
+        ...
+
+    async def cancel(self, message_id: UUID, *, now: datetime) -> Message | None:
+        """Move a live PENDING message to CANCELLED; return it after the change, or None if
+        no live row with this id is PENDING (the change is guarded by the status)."""
+        ...
+
+    async def list_sent(
+        self,
+        *,
+        limit: int,
+        page: int = 1,
+        after: Position | None = None,
+        where: MessageFilter | None = None,
+    ) -> Page:
+        """Return live SUCCESS messages, newest ``sent_at`` first (then id), at most ``limit``.
+
+        After ``after`` when given (keyset; ``page`` is ignored), else page ``page`` from 1
+        (offset). ``where`` filters by ``to`` and ``since``/``until`` on ``sent_at``; its status
+        must be None or SUCCESS. ``total``: every live SUCCESS message when ``where`` sets no
+        filter, else None. Never loads more than ``limit`` rows.
+        """
+        ...
+
+    async def list_messages(
+        self, *, limit: int, after: Position | None = None, where: MessageFilter | None = None
+    ) -> Page:
+        """Return live messages, newest ``created_at`` first (then id), at most ``limit``.
+
+        After ``after`` when given (keyset). ``where`` filters by status, ``to`` and
+        ``since``/``until`` on ``created_at``. ``total``: the status's count when ``where`` sets
+        at most a status, else None. Never loads more than ``limit`` rows.
+        """
         ...
 
     async def count_by_status(self) -> Mapping[Status, int]:
         """Return how many live (not soft-deleted) messages are in each status."""
+        ...
+
+    async def count_sent_since(self, since: datetime) -> int:
+        """Return how many live SUCCESS messages have ``sent_at >= since`` (served by the sent index)."""
+        ...
+
+    async def oldest_due_at(self, now: datetime) -> datetime | None:
+        """Return when the oldest live PENDING message due at ``now`` became due, or None (the due index)."""
+        ...
+
+    async def prune_sent(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` live SUCCESS messages sent before ``before``, oldest first, with their
+        attempt history, in one short transaction; return how many were deleted."""
+        ...
+
+    async def prune_failed(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` live FAILED or CANCELLED messages last updated before ``before``,
+        oldest first, with their attempt history, in one short transaction; return how many."""
+        ...
+
+    async def ping(self) -> bool:
+        """Return True when the database answers."""
         ...
 
 
@@ -90,6 +218,32 @@ class ControlStore(Protocol):
     async def take_batch_slot(self, *, now: datetime, interval_s: float) -> bool:
         """Take the next batch slot if the switch is on and ``interval_s`` has passed since the
         last one was taken; only one caller in the fleet gets each slot."""
+        ...
+
+    async def take_send_budget(self, want: int, *, now: datetime, rate_per_s: float, burst_s: float) -> int:
+        """Take up to ``want`` sends from the fleet-wide budget of ``rate_per_s`` (``pacing.py``);
+        return how many were granted, 0 when the budget is spent."""
+        ...
+
+    async def return_send_budget(self, count: int, *, now: datetime, rate_per_s: float) -> None:
+        """Give ``count`` granted but unused sends back to the fleet-wide budget."""
+        ...
+
+    async def heartbeat(self, instance: InstanceInfo) -> None:
+        """Insert or update the instance's row (by name) with its ``last_heartbeat_at``."""
+        ...
+
+    async def remove_instance(self, name: str) -> None:
+        """Delete the instance's row, if any (a clean shutdown)."""
+        ...
+
+    async def live_instances(self, *, seen_since: datetime) -> list[InstanceInfo]:
+        """Return the instances whose last heartbeat is at or after ``seen_since``, by name."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the fleet-wide lock ``name`` while inside; yield False (and hold nothing) when
+        another holder has it. A PostgreSQL advisory lock; in-process on SQLite and in memory."""
         ...
 
 
@@ -118,6 +272,38 @@ class SmsProvider(Protocol):
 
     async def send(self, message: Message, *, timeout_s: float) -> SendResult:
         """Send one message and classify the answer; never raises for provider faults."""
+        ...
+
+
+class DeliveryObserver(Protocol):
+    """What the core reports while it delivers: metrics listen, ``NullDeliveryObserver`` ignores it.
+
+    Called on the event loop in the middle of delivery: implementations must not block or raise.
+    Totals (retries, rescues, cache-write failures) are read from ``Deliverer.counters`` instead.
+    """
+
+    def send_finished(self, *, outcome: Outcome, http_status: int | None, duration_s: float) -> None:
+        """Note one provider call: how it ended, its HTTP status (None without an answer), its time."""
+        ...
+
+    def batch_finished(self, *, size: int, duration_s: float) -> None:
+        """Note one scheduled batch that claimed ``size`` messages and took ``duration_s``."""
+        ...
+
+
+class NewMessageSignal(Protocol):
+    """Tells the continuous dispatcher at once that new messages may be due (PostgreSQL NOTIFY).
+
+    A hint, never the truth: the dispatcher still polls, more slowly while ``listening``.
+    """
+
+    @property
+    def listening(self) -> bool:
+        """Return True while notifications are being received (the listener is connected)."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop, without awaiting) at every notification."""
         ...
 
 

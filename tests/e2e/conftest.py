@@ -90,4 +90,4 @@ def processes() -> Iterator[list[ServiceProcess]]:
     for service in started:
         if service.proc.poll() is None:
             service.proc.kill()
-            service.proc.wait(timeout=10)
+        service.terminate(timeout_s=10)  # reaps it and closes its log (a failed test left it open)

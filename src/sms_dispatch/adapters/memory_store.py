@@ -6,16 +6,19 @@ does no I/O. Every method runs without awaiting, so on one event loop each is at
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
-from sms_dispatch.domain import Message, NewMessage, Status, Transition
-from sms_dispatch.ports import Page, SchedulerState
+from sms_dispatch import pacing
+from sms_dispatch.adapters.memory_listing import InMemoryListing
+from sms_dispatch.adapters.memory_operations import InMemoryOperations
+from sms_dispatch.adapters.memory_upkeep import InMemoryUpkeep
+from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status, Transition, lease_expired_attempt
+from sms_dispatch.ports import InstanceInfo, SchedulerState
 
 LEASE_EXPIRED = "lease expired (worker stopped or crashed mid-send)"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -31,12 +34,23 @@ class _Row:
         return self.deleted_at is None
 
 
-class InMemoryMessageStore:
-    """``MessageStore`` and ``ControlStore`` held in a dict: SQL store semantics, no I/O."""
+class InMemoryMessageStore(InMemoryOperations, InMemoryUpkeep, InMemoryListing):
+    """``MessageStore`` and ``ControlStore`` held in a dict: SQL store semantics, no I/O.
+
+    The operator actions, idempotent creation, attempt history and instance list are in
+    ``InMemoryOperations`` (``memory_operations.py``); lag, retention, ping and locks in
+    ``InMemoryUpkeep`` (``memory_upkeep.py``); the listings and counts in ``InMemoryListing``
+    (``memory_listing.py``).
+    """
 
     def __init__(self) -> None:
         self._rows: dict[UUID, _Row] = {}
         self._state = SchedulerState(running=True, last_run_at=None, updated_at=None)
+        self._paced_until: datetime | None = None
+        self._attempts: list[AttemptRecord] = []
+        self._instances: dict[str, InstanceInfo] = {}
+        self._keys: dict[str, UUID] = {}
+        self._held_locks: set[str] = set()
 
     async def create(self, message: NewMessage, *, now: datetime) -> Message:
         """Insert one PENDING message and return it."""
@@ -84,8 +98,13 @@ class InMemoryMessageStore:
             claimed.append(row.message)
         return claimed
 
-    async def finish(self, transitions: Sequence[Transition], *, now: datetime) -> set[UUID]:
-        """Apply each transition whose row is still SENDING under its token; return applied ids."""
+    async def finish(
+        self, transitions: Sequence[Transition], *, now: datetime, attempts: Sequence[AttemptRecord] = ()
+    ) -> set[UUID]:
+        """Apply each transition whose row is still SENDING under its token; return applied ids.
+
+        The attempt records of existing messages are kept, marked applied or not.
+        """
         applied: set[UUID] = set()
         for t in transitions:
             row = self._rows.get(t.id)
@@ -96,6 +115,7 @@ class InMemoryMessageStore:
             row.message = _finished(row.message, t, now)
             row.claimed_by = None
             applied.add(t.id)
+        self._record_attempts(list(attempts), applied)
         return applied
 
     async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
@@ -108,6 +128,16 @@ class InMemoryMessageStore:
             if lease_until >= now:
                 continue
             exhausted = row.message.attempts >= max_attempts
+            self._attempts.append(
+                lease_expired_attempt(
+                    row.message.id,
+                    attempt=row.message.attempts,
+                    claimed_at=row.message.updated_at,
+                    claimed_by=row.claimed_by,
+                    now=now,
+                    error=LEASE_EXPIRED,
+                )
+            )
             row.message = replace(
                 row.message,
                 status=Status.FAILED if exhausted else Status.PENDING,
@@ -123,23 +153,16 @@ class InMemoryMessageStore:
             rescued += 1
         return rescued
 
-    async def list_sent(self, *, page: int, limit: int) -> Page:
-        """Return one page of live SUCCESS messages, newest ``sent_at`` first, and their total."""
-        sent = [
-            row.message for row in self._rows.values() if row.live and row.message.status is Status.SUCCESS
-        ]
-        # Descending, with a missing sent_at first, as PostgreSQL orders `sent_at DESC`.
-        sent.sort(key=lambda m: (m.sent_at is None, m.sent_at or _EPOCH, m.id), reverse=True)
-        start = (page - 1) * limit
-        return Page(items=sent[start : start + limit], total=len(sent))
-
-    async def count_by_status(self) -> Mapping[Status, int]:
-        """Return how many live messages are in each status (every status, zero included)."""
-        counts = dict.fromkeys(Status, 0)
-        for row in self._rows.values():
-            if row.live:
-                counts[row.message.status] += 1
-        return counts
+    async def count_sent_since(self, since: datetime) -> int:
+        """Return how many live SUCCESS messages were sent at or after ``since``."""
+        return sum(
+            1
+            for row in self._rows.values()
+            if row.live
+            and row.message.status is Status.SUCCESS
+            and row.message.sent_at is not None
+            and row.message.sent_at >= since
+        )
 
     async def scheduler_state(self) -> SchedulerState:
         """Return the scheduler switch (running until set)."""
@@ -159,6 +182,16 @@ class InMemoryMessageStore:
             return False
         self._state = replace(self._state, last_run_at=now)
         return True
+
+    async def take_send_budget(self, want: int, *, now: datetime, rate_per_s: float, burst_s: float) -> int:
+        """Take up to ``want`` sends from the budget of ``rate_per_s``; return how many were granted."""
+        decision = pacing.take(self._paced_until, want=want, now=now, rate_per_s=rate_per_s, burst_s=burst_s)
+        self._paced_until = decision.paced_until
+        return decision.granted
+
+    async def return_send_budget(self, count: int, *, now: datetime, rate_per_s: float) -> None:
+        """Give ``count`` granted but unused sends back to the budget."""
+        self._paced_until = pacing.give_back(self._paced_until, count=count, now=now, rate_per_s=rate_per_s)
 
     def all(self) -> list[Message]:
         """Return every live message, oldest first (a seam for tests)."""

@@ -7,26 +7,39 @@ are built in ``sql_statements.py``; rows become ``Message`` objects in one place
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import any_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sms_dispatch.adapters.sql_listing import SqlListing
+from sms_dispatch.adapters.sql_operations import SqlOperations
+from sms_dispatch.adapters.sql_send_budget import SqlSendBudget
 from sms_dispatch.adapters.sql_statements import (
+    ATTEMPT_FIELDS,
     CLAIM_PG,
     CLAIM_SQLITE,
     FINISH_BATCH,
-    FINISH_ONE,
+    FINISH_BATCH_SQLITE,
+    INSERT_ATTEMPTS_PG,
+    INSERT_ATTEMPTS_SQLITE,
     LEASE_EXPIRED,
+    LOCK_EXPIRED_PG,
+    LOCK_EXPIRED_SQLITE,
     RELEASED,
+    RESCUE_LOCK_KEY,
     TRANSITION,
+    attempt_fields,
     from_row,
+    sqlite_batch,
+    sqlite_rows,
     transition_fields,
 )
+from sms_dispatch.adapters.sql_upkeep import SqlUpkeep
 from sms_dispatch.adapters.tables import (
     SCHEDULER_ROW_ID,
     SENDING,
@@ -35,19 +48,26 @@ from sms_dispatch.adapters.tables import (
     messages,
     scheduler_state,
 )
-from sms_dispatch.domain import Message, NewMessage, Status, Transition
-from sms_dispatch.ports import Page, SchedulerState
+from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status, Transition, lease_expired_attempt
+from sms_dispatch.ports import SchedulerState
 
 _m = messages
 _live = _m.c.deleted_at.is_(None)
 
 
-class SqlMessageStore:
-    """``MessageStore`` and ``ControlStore`` on a SQLAlchemy async engine (PostgreSQL or SQLite)."""
+class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
+    """``MessageStore`` and ``ControlStore`` on a SQLAlchemy async engine (PostgreSQL or SQLite).
+
+    The operator actions, idempotent creation, attempt history and instance list are in
+    ``SqlOperations`` (``sql_operations.py``); lag, retention, ping and fleet locks in
+    ``SqlUpkeep`` (``sql_upkeep.py``); the fleet's send budget in ``SqlSendBudget``
+    (``sql_send_budget.py``); the listings and counts in ``SqlListing`` (``sql_listing.py``).
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._held_locks: set[str] = set()
 
     async def create(self, message: NewMessage, *, now: datetime) -> Message:
         """Insert one PENDING message and return it."""
@@ -92,34 +112,78 @@ class SqlMessageStore:
         oldest_first = sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
         return [from_row(row) for row in oldest_first]
 
-    async def finish(self, transitions: Sequence[Transition], *, now: datetime) -> set[UUID]:
-        """Apply each transition whose row is still SENDING under its token; return applied ids."""
-        if not transitions:
-            return set()
-        if self._postgres:
-            return await self._finish_in_one_statement(transitions, now)
-        return await self._finish_row_by_row(transitions, now)
+    async def finish(
+        self, transitions: Sequence[Transition], *, now: datetime, attempts: Sequence[AttemptRecord] = ()
+    ) -> set[UUID]:
+        """Apply each transition whose row is still SENDING under its token; return applied ids.
 
-    async def _finish_in_one_statement(self, transitions: Sequence[Transition], now: datetime) -> set[UUID]:
+        The attempt records go in with the same transaction, marked applied or not.
+        """
+        if not transitions and not attempts:
+            return set()
+        async with self._engine.begin() as connection:
+            if not transitions:
+                applied: set[UUID] = set()
+            elif self._postgres:
+                applied = await self._finish_in_one_statement(connection, transitions, now)
+            else:
+                applied = await self._finish_in_one_sqlite_statement(connection, transitions, now)
+            await self._record_attempts(connection, attempts, applied)
+        return applied
+
+    async def _finish_in_one_statement(
+        self, connection: AsyncConnection, transitions: Sequence[Transition], now: datetime
+    ) -> set[UUID]:
         """Apply a batch of transitions with one ``UPDATE ... FROM unnest(...)`` (PostgreSQL)."""
         each = [transition_fields(t, now) for t in transitions]
         params: dict[str, Any] = {f"all_{name}": [e[name] for e in each] for name in TRANSITION}
-        async with self._engine.begin() as connection:
-            result = await connection.execute(FINISH_BATCH, {**params, "finished_at": now})
-            return {row.id for row in result}
+        result = await connection.execute(FINISH_BATCH, {**params, "finished_at": now})
+        return {row.id for row in result}
 
-    async def _finish_row_by_row(self, transitions: Sequence[Transition], now: datetime) -> set[UUID]:
-        """Apply a batch of transitions one guarded UPDATE each, in one transaction (SQLite)."""
-        applied: set[UUID] = set()
-        async with self._engine.begin() as connection:
-            for t in transitions:
-                params = {f"t_{name}": value for name, value in transition_fields(t, now).items()}
-                result = await connection.execute(FINISH_ONE, {**params, "finished_at": now})
-                applied.update(row.id for row in result)
-        return applied
+    async def _finish_in_one_sqlite_statement(
+        self, connection: AsyncConnection, transitions: Sequence[Transition], now: datetime
+    ) -> set[UUID]:
+        """Apply a batch of transitions with one ``UPDATE ... FROM json_each(...)`` (SQLite)."""
+        params = {"batch": sqlite_batch(transitions, now), "finished_at": now}
+        result = await connection.execute(FINISH_BATCH_SQLITE, params)
+        return {row.id for row in result}
+
+    async def _record_attempts(
+        self, connection: AsyncConnection, attempts: Sequence[AttemptRecord], applied: set[UUID]
+    ) -> None:
+        """Insert the attempt records of existing messages in one statement, marking the applied.
+
+        An answer that came too late (its row was rescued meanwhile) is kept, marked not
+        applied: the provider did get that request, and the history should say so.
+        """
+        late = {a.message_id for a in attempts} - applied
+        if late:
+            exists = select(_m.c.id).where(_m.c.id.in_(late))
+            late &= set((await connection.execute(exists)).scalars())
+        kept = applied | late
+        records = [a for a in attempts if a.message_id in kept]
+        await self._insert_attempts(connection, records, applied)
+
+    async def _insert_attempts(
+        self, connection: AsyncConnection, records: Sequence[AttemptRecord], applied: set[UUID] | None = None
+    ) -> None:
+        """Insert attempt records in one statement; with ``applied``, only those ids count as applied."""
+        if not records:
+            return
+        each = [attempt_fields(r, applied=applied is None or r.message_id in applied) for r in records]
+        if self._postgres:
+            params = {f"a_{name}": [e[name] for e in each] for name in ATTEMPT_FIELDS}
+            await connection.execute(INSERT_ATTEMPTS_PG, params)
+        else:
+            await connection.execute(INSERT_ATTEMPTS_SQLITE, {"batch": sqlite_rows(each, ATTEMPT_FIELDS)})
 
     async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
-        """Return SENDING rows whose lease ended to PENDING (or FAILED when out of attempts)."""
+        """Return SENDING rows whose lease ended to PENDING (or FAILED when out of attempts).
+
+        One transaction: lock the expired rows, change them, record a ``lease_expired`` attempt
+        each. On PostgreSQL an advisory lock lets one instance rescue at a time; the others
+        skip (return 0) rather than queue behind it.
+        """
         exhausted = _m.c.attempts >= max_attempts
         retry_at = literal(now + timedelta(seconds=retry_delay_s), UtcDateTime())
         statement = (
@@ -132,36 +196,45 @@ class SqlMessageStore:
                 updated_at=now,
                 **RELEASED,
             )
+            .returning(_m.c.id)
         )
         async with self._engine.begin() as connection:
-            result = await connection.execute(statement)
-        return result.rowcount
+            if self._postgres:
+                locked = select(func.pg_try_advisory_xact_lock(RESCUE_LOCK_KEY))
+                if not (await connection.execute(locked)).scalar_one():
+                    return 0
+                expired = (await connection.execute(LOCK_EXPIRED_PG, {"now": now})).all()
+                # Only the rows locked above: the others are being finished right now.
+                ids = bindparam("rescue_ids", [row.id for row in expired], postgresql.ARRAY(_m.c.id.type))
+                statement = statement.where(_m.c.id == any_(ids))
+            else:
+                expired = (await connection.execute(LOCK_EXPIRED_SQLITE, {"now": now})).all()
+            if not expired:
+                return 0
+            rescued = set((await connection.execute(statement)).scalars())
+            records = [
+                lease_expired_attempt(
+                    row.id,
+                    attempt=row.attempts,
+                    claimed_at=row.updated_at,
+                    claimed_by=row.claimed_by,
+                    now=now,
+                    error=LEASE_EXPIRED,
+                )
+                for row in expired
+                if row.id in rescued
+            ]
+            await self._insert_attempts(connection, records)
+        return len(rescued)
 
-    async def list_sent(self, *, page: int, limit: int) -> Page:
-        """Return one page of live SUCCESS messages, newest ``sent_at`` first, and their total."""
-        sent = and_(_m.c.status == SUCCESS, _live)
-        page_statement = (
-            select(_m)
-            .where(sent)
-            .order_by(_m.c.sent_at.desc(), _m.c.id.desc())
-            .limit(limit)
-            .offset((page - 1) * limit)
+    async def count_sent_since(self, since: datetime) -> int:
+        """Return how many live SUCCESS messages were sent at or after ``since`` (the sent index)."""
+        statement = (
+            select(func.count()).select_from(_m).where(_m.c.status == SUCCESS, _live, _m.c.sent_at >= since)
         )
-        count_statement = select(func.count()).select_from(_m).where(sent)
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(page_statement)).all()
-            total = (await connection.execute(count_statement)).scalar_one()
-        return Page(items=[from_row(row) for row in rows], total=total)
-
-    async def count_by_status(self) -> Mapping[Status, int]:
-        """Return how many live messages are in each status (every status, zero included)."""
-        statement = select(_m.c.status, func.count()).where(_live).group_by(_m.c.status)
-        counts = dict.fromkeys(Status, 0)
-        async with self._engine.connect() as connection:
-            for status, count in await connection.execute(statement):
-                if status in Status.__members__:
-                    counts[Status(status)] = count
-        return counts
+            count: int = (await connection.execute(statement)).scalar_one()
+        return count
 
     async def scheduler_state(self) -> SchedulerState:
         """Return the fleet-wide scheduler switch (running when never set)."""

@@ -191,6 +191,70 @@ Index(
 )
 Index(MESSAGE_ID_INDEX, messages.c.message_id)
 
+# Listing at scale (migration 0003): one index per filter of the two listings, newest first with
+# id as the tie-break (what a keyset cursor seeks on).
+SENT_TO_INDEX = "ix_messages_sent_to"
+CREATED_INDEX = "ix_messages_created"
+STATUS_CREATED_INDEX = "ix_messages_status_created"
+TO_CREATED_INDEX = "ix_messages_to_created"
+_live_where = text("deleted_at IS NULL")
+_c = messages.c
+Index(
+    SENT_TO_INDEX,
+    _c.to,
+    _c.sent_at.desc(),
+    _c.id.desc(),
+    postgresql_where=_sent_where,
+    sqlite_where=_sent_where,
+)
+Index(
+    CREATED_INDEX, _c.created_at.desc(), _c.id.desc(), postgresql_where=_live_where, sqlite_where=_live_where
+)
+Index(
+    STATUS_CREATED_INDEX,
+    _c.status,
+    _c.created_at.desc(),
+    _c.id.desc(),
+    postgresql_where=_live_where,
+    sqlite_where=_live_where,
+)
+Index(
+    TO_CREATED_INDEX,
+    _c.to,
+    _c.created_at.desc(),
+    _c.id.desc(),
+    postgresql_where=_live_where,
+    sqlite_where=_live_where,
+)
+
+# How many live messages each status has, kept by triggers on `messages` (migration 0003):
+# `message_counts` plus the deltas PostgreSQL's statement triggers append until they are folded in.
+message_counts = Table(
+    "message_counts",
+    metadata,
+    Column("status", String(20), primary_key=True),
+    Column("total", BigInteger, nullable=False, server_default=text("0")),
+)
+message_count_deltas = Table(
+    "message_count_deltas",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("status", String(20), nullable=False),
+    Column("delta", BigInteger, nullable=False),
+)
+
+# Retention (migration 0004): FAILED and CANCELLED rows by the time of their last change.
+# SUCCESS rows are pruned by sent_at through the sent index, read backwards.
+RETENTION_INDEX = "ix_messages_retention_failed"
+FAILED_OR_CANCELLED = text("status IN ('FAILED', 'CANCELLED')")
+_retention_where = text("status IN ('FAILED', 'CANCELLED') AND deleted_at IS NULL")
+Index(
+    RETENTION_INDEX,
+    messages.c.updated_at,
+    postgresql_where=_retention_where,
+    sqlite_where=_retention_where,
+)
+
 scheduler_state = Table(
     "scheduler_state",
     metadata,
@@ -198,6 +262,8 @@ scheduler_state = Table(
     Column("running", Boolean, nullable=False, server_default=true()),
     Column("last_run_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False, server_default=utc_now()),
+    # The fleet's send budget (MESSAGE_RATE_LIMIT): sends granted so far are paid up to here.
+    Column("paced_until", UtcDateTime, nullable=True),
     CheckConstraint("id = 1", name="ck_scheduler_state_single_row"),
 )
 SCHEDULER_ROW_ID = 1
@@ -219,6 +285,7 @@ message_attempts = Table(
     Column("error", Text, nullable=True),
     Column("response_excerpt", Text, nullable=True),
     Column("instance", String(100), nullable=True),
+    Column("applied", Boolean, nullable=False, server_default=true()),
 )
 ATTEMPTS_INDEX = "ix_message_attempts_message"
 Index(ATTEMPTS_INDEX, message_attempts.c.message_id, message_attempts.c.attempt)

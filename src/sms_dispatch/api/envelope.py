@@ -53,13 +53,51 @@ def ok(data: T) -> Envelope[T]:
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     """Return the OpenAPI ``responses`` entry documenting these error codes with the envelope."""
-    described = {
-        400: "The input is invalid; the message and details say which field and why.",
-        401: "No API key, or an unknown one.",
-        403: "The API key's scope does not allow this.",
-        404: "No such resource.",
-        409: "The action conflicts with the message's current state.",
-        500: "An unexpected error; the log has the details.",
-        503: "A dependency (database) does not answer.",
+    return {
+        code: {
+            "model": ErrorEnvelope,
+            "description": _ERRORS[code][0],
+            "content": {"application/json": {"example": _error_example(code)}},
+        }
+        for code in codes
     }
-    return {code: {"model": ErrorEnvelope, "description": described[code]} for code in codes}
+
+
+# Each documented error: what it means, and the code and message of an example answer.
+_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: (
+        "The input is invalid; the message and details say which field and why.",
+        "VALIDATION_ERROR",
+        "limit: Input should be less than or equal to 100",
+    ),
+    401: (
+        "No API key, or an unknown one (the answer has `WWW-Authenticate`).",
+        "UNAUTHORIZED",
+        "an API key is required: send Authorization: Bearer <key> or X-API-Key",
+    ),
+    403: (
+        "The API key's scope does not allow this.",
+        "FORBIDDEN",
+        "this key's scope is read; this needs an operate key",
+    ),
+    404: ("No such resource.", "NOT_FOUND", "no message with id 0b6f7c1e-2a5d-4c1e-9a57-3f2d8e4b6a10"),
+    409: ("The action conflicts with the message's current state.", "CONFLICT", "the message is SUCCESS"),
+    500: (
+        "An unexpected error; the log has the details.",
+        "INTERNAL_ERROR",
+        "internal error; see the service log",
+    ),
+    503: (
+        "A dependency (the database, Redis) does not answer.",
+        "DEPENDENCY_UNAVAILABLE",
+        "not ready: database does not answer",
+    ),
+}
+
+
+def _error_example(code: int) -> dict[str, object]:
+    _, error_code, message = _ERRORS[code]
+    error: dict[str, object] = {"code": error_code, "message": message}
+    if code == 400:
+        error["details"] = [{"field": "limit", "message": "Input should be less than or equal to 100"}]
+    return {"success": False, "error": error, "timestamp": "2026-01-01T12:00:00Z"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,15 +74,36 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "VALIDATION_ERROR", message, details)
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "ERROR")
     message = str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route"
     elif exc.status_code == 405:
         message = "method not allowed on this route"
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        allowed = _allowed_methods(request, (headers or {}).get("Allow"))
+        headers = {**(headers or {}), **({"Allow": allowed} if allowed is not None else {})}
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request, routed: str | None) -> str | None:
+    """Return every documented method of the request's path (Starlette's 405 names one route's).
+
+    When several path templates fit (``/messages/retry`` fits ``/messages/{message_id}`` too), the
+    most literal one is the path's own. Paths outside the document keep Starlette's answer.
+    """
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    path = request.url.path
+    fits = [t for t in paths if re.fullmatch(re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(t)), path)]
+    if not fits:
+        return routed
+    own = min(fits, key=lambda template: (template.count("{"), template))
+    methods = {method.upper() for method in paths[own]}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 async def _on_domain(_: Request, exc: Exception) -> JSONResponse:

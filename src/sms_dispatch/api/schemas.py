@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sms_dispatch.api.schemas_operations import AttemptPublic, InstancePublic
 from sms_dispatch.dispatcher import SchedulerStatus
 from sms_dispatch.domain import Message, Status
 from sms_dispatch.durations import format_duration
@@ -109,6 +110,9 @@ class MessageDetailPublic(MessagePublic):
 
     raw_response: str | None = Field(alias="rawResponse")
     cache: CachePublic | None
+    history: list[AttemptPublic] = Field(
+        default_factory=list, description="Every attempt, oldest first (`attempts` stays the count)."
+    )
 
     @classmethod
     def from_detail(cls, detail: MessageDetail) -> MessageDetailPublic:
@@ -118,25 +122,35 @@ class MessageDetailPublic(MessagePublic):
             **base,
             raw_response=detail.message.raw_response,
             cache=CachePublic.from_entry(detail.cache) if detail.cache else None,
+            history=[AttemptPublic.from_record(record) for record in detail.history],
         )
 
 
 class SentPage(BaseModel):
-    """One page of sent messages."""
+    """One page of sent messages (the Go service's shape, plus `nextCursor`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
 
     items: list[MessagePublic]
-    total: int
-    page: int
+    total: int | None = Field(
+        description="Every message sent successfully, exact (read from counts the database keeps);"
+        " null when `to`, `since` or `until` filters the listing."
+    )
+    page: int | None = Field(description="The page asked for; null when `cursor` chose the page.")
     limit: int
+    next_cursor: str | None = Field(
+        alias="nextCursor", description="Pass as `cursor` for the next page; null on the last page."
+    )
 
     @classmethod
-    def from_page(cls, result: Page, *, page: int, limit: int) -> SentPage:
+    def from_page(cls, result: Page, *, page: int | None, limit: int, next_cursor: str | None) -> SentPage:
         """Convert a store page."""
         return cls(
             items=[MessagePublic.from_domain(m) for m in result.items],
             total=result.total,
             page=page,
             limit=limit,
+            next_cursor=next_cursor,
         )
 
 
@@ -167,6 +181,9 @@ class SchedulerStatusPublic(BaseModel):
     last_run_at: datetime | None = Field(alias="lastRunAt")
     next_run_at: datetime | None = Field(alias="nextRunAt")
     instance: str
+    instances: list[InstancePublic] = Field(
+        default_factory=list, description="The dispatchers seen within 3 heartbeat periods, by name."
+    )
 
     @classmethod
     def from_status(cls, status: SchedulerStatus) -> SchedulerStatusPublic:
@@ -180,4 +197,5 @@ class SchedulerStatusPublic(BaseModel):
             last_run_at=status.last_run_at,
             next_run_at=status.next_run_at,
             instance=status.instance,
+            instances=[InstancePublic.from_info(info) for info in status.instances],
         )

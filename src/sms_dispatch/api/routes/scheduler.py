@@ -7,11 +7,17 @@ from fastapi import APIRouter
 from sms_dispatch.api.deps import DispatcherDep
 from sms_dispatch.api.envelope import Envelope, error_responses, ok
 from sms_dispatch.api.schemas import SchedulerAction, SchedulerActionResult, SchedulerStatusPublic
+from sms_dispatch.api.security import READ_ERRORS, OperateAccess, ReadAccess
 
-router = APIRouter(prefix="/scheduler", tags=["scheduler"])
+router = APIRouter(prefix="/scheduler", tags=["scheduler"], dependencies=[ReadAccess], responses=READ_ERRORS)
 
 
-@router.post("", response_model=Envelope[SchedulerActionResult], responses=error_responses(400, 503))
+@router.post(
+    "",
+    response_model=Envelope[SchedulerActionResult],
+    dependencies=[OperateAccess],
+    responses=error_responses(400, 403, 503),
+)
 async def control_scheduler(
     body: SchedulerAction, dispatcher: DispatcherDep
 ) -> Envelope[SchedulerActionResult]:

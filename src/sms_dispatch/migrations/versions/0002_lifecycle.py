@@ -43,6 +43,8 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("response_excerpt", sa.Text(), nullable=True),
         sa.Column("instance", sa.String(100), nullable=True),
+        # False when the send's answer came after the row was rescued or finished elsewhere.
+        sa.Column("applied", sa.Boolean(), nullable=False, server_default=sa.true()),
     )
     op.create_index("ix_message_attempts_message", "message_attempts", ["message_id", "attempt"])
     op.create_table(
