@@ -1,0 +1,297 @@
+"""Throughput of sms-dispatch's continuous mode against its peers, a ceiling and the Go algorithm.
+
+    .venv/bin/python bench/throughput.py [--quick] [--messages 100000] [--memory] [--repeat 1]
+
+Stages, in one sitting (each on a fresh database, a fresh Redis db, the simulator in its own
+process, the contender in its own process):
+
+- drain: ``--messages`` PENDING rows, simulator at 0 ms: the real ``sms-dispatch worker`` in
+  continuous mode (batch 1,000, 64 in flight), the raw ``ceiling`` loop, the Go service's
+  algorithm, PgQueuer and procrastinate (``peers.py``);
+- cores: the same drain with ``sms-dispatch worker --processes 2``;
+- latency-bound: simulator answering in 200 ms, ``MESSAGE_MAX_WORKERS=1000``: against 5,000/s;
+- memory (``--memory``, on by default in ``run_all.py``): peak RSS while draining 1,000,000.
+
+Every run checks itself before it counts: each row SUCCESS with a distinct provider id, the
+provider saw exactly one POST per message, and every Redis key is there. Results are printed
+and written to ``bench/results/throughput.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import (
+    BENCH,
+    PYTHON,
+    RESULTS,
+    SMS_DISPATCH,
+    Contender,
+    Run,
+    Simulator,
+    check_exactly_once,
+    flush_redis,
+    fresh_database,
+    postgres_cpu,
+    postgres_cpu_s,
+    redis_url,
+    service_env,
+    set_switch,
+    simulator,
+    stop_cleanly_on_sigterm,
+    tree_cpu_s,
+    tree_peak_rss_mb,
+    wait_drained,
+    write_results,
+)
+
+SERVICE = "sms-dispatch"
+PEERS = ("ceiling", "go-loop", "pgqueuer", "procrastinate")
+LATENCY_BOUND_MS = 200.0
+LATENCY_WORKERS = 1000
+
+
+async def drain(
+    name: str,
+    sim: Simulator,
+    messages: int,
+    *,
+    workers: int = 64,
+    batch: int = 1000,
+    processes: int = 1,
+    timeout_s: float = 900,
+) -> Run:
+    """Drain ``messages`` rows with one contender and check the result."""
+    async with fresh_database(messages) as url:
+        await flush_redis()
+        await sim.clear()
+        if name == SERVICE:
+            await set_switch(url, running=False)
+            args = [SMS_DISPATCH, "worker", *(["--processes", str(processes)] if processes > 1 else [])]
+            env = service_env(url, sim, workers=workers, batch=batch)
+            contender = Contender(args, env, ready="continuous mode", ready_count=processes)
+        else:
+            args = [PYTHON, str(BENCH / "peers.py"), name, "--db", url, "--sim", sim.url]
+            args += ["--redis", redis_url(), "--workers", str(workers), "--batch", str(batch)]
+            contender = Contender(args, {}, ready="ready")
+        try:
+            await contender.wait_ready(timeout_s=300)
+            cpu0, db0, sim0 = tree_cpu_s(contender.proc.pid), postgres_cpu(), tree_cpu_s(sim.pid)
+            started = time.monotonic()
+            profiler = start_profiler(contender.proc.pid, name) if PROFILE and name == SERVICE else None
+            if name == SERVICE:
+                await set_switch(url, running=True)
+            else:
+                contender.go()
+            finished = await wait_drained(url, timeout_s=timeout_s)
+            cpu1, db1, sim1 = tree_cpu_s(contender.proc.pid), postgres_cpu(), tree_cpu_s(sim.pid)
+            peak_mb = tree_peak_rss_mb(contender.proc.pid)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=30)
+            if name != SERVICE:
+                contender.go()  # figures read: let it close its connections and exit
+                await contender.wait_exit()
+        except BaseException:
+            print(contender.output(), file=sys.stderr)
+            raise
+        finally:
+            code = contender.stop()
+        label = f"{name} ×{processes}" if processes > 1 else name
+        db_s = postgres_cpu_s(db0, db1)
+        run = Run(label, messages, finished - started, cpu1 - cpu0, db_s, sim1 - sim0, peak_mb)
+        run.problems = await check_exactly_once(url, sim, messages)
+        if code not in (0, None) and name == SERVICE:
+            run.problems.append(f"exit code {code} after SIGTERM")
+    status = "ok" if run.ok else "WRONG: " + "; ".join(run.problems)
+    print(
+        f"  {run.name:18} {run.rate:9,.0f} msg/s  {run.cpu_per_1000:6.3f} CPU-s/1k"
+        f"  db {run.db_cpu_s / messages * 1000:5.3f}  sim {run.sim_cpu_s / messages * 1000:5.3f}"
+        f"  peak RSS {run.peak_rss_mb:5.0f} MB  ({messages:,} msgs, {run.elapsed_s:.1f} s)  {status}",
+        flush=True,
+    )
+    return run
+
+
+PROFILE = False
+"""Set by --profile: sample the service with py-spy during its drains."""
+
+
+def start_profiler(pid: int, name: str) -> subprocess.Popen[bytes]:
+    """Sample process ``pid`` with py-spy into ``bench/results/profile-<name>.txt`` (raw stacks)."""
+    out = RESULTS / f"profile-{name}.txt"
+    command = [str(Path(PYTHON).parent / "py-spy"), "record", "-p", str(pid), "-r", "200", "--gil"]
+    return subprocess.Popen(
+        [*command, "-f", "raw", "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL
+    )
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """Return the run with the median rate (all runs must have passed their check)."""
+    ordered = sorted(runs, key=lambda r: r.rate)
+    chosen = ordered[len(ordered) // 2]
+    chosen.problems = [p for r in runs for p in r.problems]
+    return chosen
+
+
+def table(runs: dict[str, Run], service: Run, ceiling: Run | None) -> list[str]:
+    """Render the drain table."""
+    lines = [
+        "| contender | messages/s | CPU-s per 1,000 (contender) | PostgreSQL CPU-s per 1,000"
+        " | sms-dispatch is | peak RSS | exactly once |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, run in runs.items():
+        versus = "—" if run is service else f"{service.rate / run.rate:.2f}x faster"
+        if ceiling is not None and name == "ceiling":
+            versus = f"{service.rate / run.rate:.0%} of it"
+        lines.append(
+            f"| {name} | {run.rate:,.0f} | {run.cpu_per_1000:.3f} | {run.db_cpu_s / run.messages * 1000:.3f}"
+            f" | {versus} | {run.peak_rss_mb:.0f} MB | {'yes' if run.ok else 'NO: ' + '; '.join(run.problems)} |"
+        )
+    return lines
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    """Run every stage, print and write the results."""
+    messages = args.messages or (2_000 if args.quick else 100_000)
+    peer_messages = args.peer_messages or messages
+    names = [SERVICE, *PEERS] if not args.only else [n for n in args.only.split(",") if n != "none"]
+    collected: dict[str, list[Run]] = {}
+    body: list[str] = []
+    with simulator() as sim:
+        if names:
+            print(f"drain: {messages:,} messages, simulator at 0 ms", flush=True)
+        for _ in range(args.repeat):  # whole rounds, so load from elsewhere hits every contender alike
+            for name in names:
+                count = messages if name == SERVICE else peer_messages
+                collected.setdefault(name, []).append(await drain(name, sim, count))
+        runs = {name: median_run(each) for name, each in collected.items()}
+        cores: list[Run] = []
+        if SERVICE in runs and not args.skip_cores:
+            print("cores: sms-dispatch worker --processes 2", flush=True)
+            cores = [await drain(SERVICE, sim, messages, processes=2) for _ in range(args.repeat)]
+    latency: list[Run] = []
+    if not args.skip_latency:
+        with simulator(latency_ms=LATENCY_BOUND_MS) as slow:
+            count = args.latency_messages or (5_000 if args.quick else 50_000)
+            print(f"latency-bound: {count:,} messages, simulator at {LATENCY_BOUND_MS:g} ms", flush=True)
+            latency = [
+                await drain(SERVICE, slow, count, workers=LATENCY_WORKERS, batch=LATENCY_WORKERS)
+                for _ in range(args.repeat)
+            ]
+    memory: Run | None = None
+    if args.memory:
+        with simulator() as sim:
+            count = 20_000 if args.quick else 1_000_000
+            print(f"memory: {count:,} messages", flush=True)
+            memory = await drain(SERVICE, sim, count, timeout_s=3600)
+
+    all_runs = (
+        [r for each in collected.values() for r in each] + cores + latency + ([memory] if memory else [])
+    )
+    wrong = [r for r in all_runs if not r.ok]
+    verdicts: list[str] = []
+    if SERVICE in runs:
+        service = runs[SERVICE]
+        ceiling = runs.get("ceiling")
+        body += [f"## Drain: {messages:,} pending messages, simulator at 0 ms", ""]
+        body += table(runs, service, ceiling)
+        peers = [r for n, r in runs.items() if n not in (SERVICE, "ceiling", "go-loop")]
+        verdicts.append(
+            _verdict("drain ≥ 10,000 msg/s", service.rate >= 10_000, f"{service.rate:,.0f} msg/s")
+        )
+        if ceiling is not None:
+            share = service.rate / ceiling.rate
+            verdicts.append(_verdict("drain ≥ 80% of the ceiling", share >= 0.8, f"{share:.0%}"))
+        for run in [*peers, *([runs["go-loop"]] if "go-loop" in runs else [])]:
+            ratio = service.rate / run.rate
+            verdicts.append(_verdict(f"drain ≥ 3x {run.name}", ratio >= 3, f"{ratio:.1f}x"))
+        if cores:
+            two = median_run(cores)
+            ratio = two.rate / service.rate
+            body += ["", "## Cores: the same drain with 2 dispatcher processes", ""]
+            body += [
+                "| processes | messages/s | CPU-s per 1,000 | ratio |",
+                "|---|---|---|---|",
+                f"| 1 | {service.rate:,.0f} | {service.cpu_per_1000:.3f} | 1.00x |",
+                f"| 2 | {two.rate:,.0f} | {two.cpu_per_1000:.3f} | {ratio:.2f}x |",
+            ]
+            verdicts.append(_verdict("2 processes ≥ 1.5x one", ratio >= 1.5, f"{ratio:.2f}x"))
+    if latency:
+        run = median_run(latency)
+        share = run.rate / (LATENCY_WORKERS / (LATENCY_BOUND_MS / 1000))
+        body += ["", f"## Latency-bound: simulator at {LATENCY_BOUND_MS:g} ms, MESSAGE_MAX_WORKERS=1000", ""]
+        body += [
+            "| messages | messages/s | bound | share of the bound | CPU-s per 1,000 |",
+            "|---|---|---|---|---|",
+            f"| {run.messages:,} | {run.rate:,.0f} | 5,000 | {share:.0%} | {run.cpu_per_1000:.3f} |",
+        ]
+        verdicts.append(_verdict("latency-bound ≥ 90% of 5,000/s", share >= 0.9, f"{share:.0%}"))
+    if memory:
+        body += ["", f"## Memory: draining {memory.messages:,} messages", ""]
+        body += [
+            "| messages | messages/s | peak RSS (VmHWM) |",
+            "|---|---|---|",
+            f"| {memory.messages:,} | {memory.rate:,.0f} | {memory.peak_rss_mb:.0f} MB |",
+        ]
+        verdicts.append(
+            _verdict("peak RSS < 150 MB", memory.peak_rss_mb < 150, f"{memory.peak_rss_mb:.0f} MB")
+        )
+    body += [
+        "",
+        "## Targets",
+        "",
+        *verdicts,
+        "",
+        f"Median of {args.repeat} interleaved round(s). CPU-s per 1,000 is the contender's own CPU time"
+        " (all its processes); PostgreSQL's is every server process's. Every run was checked: each row"
+        " SUCCESS with a distinct provider id, one POST per message at the provider, every Redis key set.",
+    ]
+    print("\n" + "\n".join(body))
+    command = " ".join(["bench/throughput.py", *sys.argv[1:]])
+    path = await write_results(args.output, "Throughput: continuous mode against its peers", body, command)
+    print(f"\nwritten to {path}")
+    if wrong:
+        print(f"FAILED: {len(wrong)} run(s) did not deliver exactly once", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verdict(target: str, met: bool, figure: str) -> str:
+    return f"- {'met' if met else 'NOT met'}: {target} ({figure})"
+
+
+def main() -> int:
+    """Parse the options and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (2,000 messages)")
+    parser.add_argument("--messages", type=int, help="messages per drain (default 100,000)")
+    parser.add_argument("--peer-messages", type=int, help="messages per peer drain (default: --messages)")
+    parser.add_argument("--latency-messages", type=int, help="messages in the latency-bound run")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; the median counts")
+    parser.add_argument("--memory", action="store_true", help="also drain 1,000,000 and report peak RSS")
+    parser.add_argument("--only", help="comma-separated contenders (default: all; none: no drain)")
+    parser.add_argument("--skip-cores", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--output", default="throughput", help="results file name under bench/results/")
+    parser.add_argument("--profile", action="store_true", help="py-spy the service's drains into results/")
+    stop_cleanly_on_sigterm()
+    args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
+    started = time.monotonic()
+    code = asyncio.run(main_async(args))
+    print(f"({time.monotonic() - started:.0f} s)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

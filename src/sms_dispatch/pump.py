@@ -1,0 +1,326 @@
+"""Continuous mode (``SCHEDULER_INTERVAL=0``): a pool of senders that refills as it drains.
+
+The scheduled mode claims a batch, sends it and waits for its last send before claiming the
+next, so every batch ends in a half-empty wave. Here ``MESSAGE_MAX_WORKERS`` senders take
+claimed rows one at a time from a local buffer; a refiller claims the next
+``MESSAGE_BATCH_SIZE`` rows as soon as the buffer runs below a low-water mark, and a recorder
+stores the results in bulk as they accumulate (one finish per group, however large). So the
+SQL stays O(1) per batch: one claim, one finish, one cache pipeline.
+
+Idle (a claim came back short), the refiller sleeps until a ``NewMessageSignal`` fires
+(PostgreSQL NOTIFY from migration 0005's triggers), its own earliest retry falls due, or the
+poll interval ends: ``IDLE_POLL_S``, or ``LISTENING_IDLE_POLL_S`` while the signal listens.
+
+``MESSAGE_RATE_LIMIT`` is a fleet-wide budget (``pacing.py``) taken in chunks of at most
+``RATE_CHUNK_S`` worth of sends before each claim; what a short claim did not use goes back.
+
+Claims reread the fleet-wide switch (at most every ``RUNNING_TRUSTED_S`` while it is on). A
+stop and a shutdown hand the buffered, unsent claims back at once, attempt refunded; sends in
+flight finish and are recorded. A claim older than ``SCHEDULER_BATCH_TIMEOUT`` is handed back
+unsent, so no send starts near the end of its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from datetime import datetime
+
+from sms_dispatch.delivery import BatchReport, Deliverer
+from sms_dispatch.domain import AttemptRecord, Message, Status, Transition
+from sms_dispatch.logs import get_logger
+from sms_dispatch.ports import Clock, ControlStore, NewMessageSignal
+
+log = get_logger(__name__)
+
+IDLE_POLL_S = 1.0
+"""How long an idle pump waits for new rows when nothing can wake it (SQLite, listener down)."""
+LISTENING_IDLE_POLL_S = 5.0
+"""The same while the signal listens: polling is then only the fallback."""
+STATE_POLL_S = 5.0
+"""How often a switched-off pump rereads the fleet-wide switch."""
+RUNNING_TRUSTED_S = 0.5
+"""How long a switch read as on is trusted before the next claim rereads it (a stop made on
+another instance reaches this one within this); a stop made here applies at once."""
+RESCUE_EVERY_S = 5.0
+RECORD_AFTER_S = 0.05
+"""The longest a result waits for others before it is recorded."""
+SUMMARY_EVERY_S = 1.0
+ERROR_BACKOFF_S = 2.0
+RATE_BURST_S = 1.0
+"""The fleet may send this many seconds' worth of its rate at once after a pause."""
+RATE_CHUNK_S = 0.1
+"""A claim under a rate limit takes at most this many seconds' worth of the rate."""
+
+Sent = tuple[Transition, AttemptRecord | None]
+
+
+class Pump:
+    """The continuous sender pool around a ``Deliverer``: refiller, senders, recorder."""
+
+    def __init__(
+        self,
+        *,
+        deliverer: Deliverer,
+        control: ControlStore,
+        signal: NewMessageSignal,
+        clock: Clock,
+        rate_limit_per_s: float | None = None,
+        idle_poll_s: float | None = None,
+    ) -> None:
+        policy = deliverer.policy
+        self._deliverer = deliverer
+        self._control = control
+        self._signal = signal
+        self._clock = clock
+        self._rate_per_s = rate_limit_per_s
+        self._idle_poll_s = idle_poll_s
+        self._claim_size = policy.batch_size
+        self._low_water = max(policy.max_workers, policy.batch_size // 2)
+        self._record_size = max(policy.batch_size, policy.max_workers)
+        self._max_wait_s = policy.batch_timeout_s
+        # Claimed rows not yet recorded: claiming stops at this bound, so a slow database or
+        # provider never piles up leases (each unrecorded claim is a row some finish must touch).
+        self._outstanding = 0
+        self._max_outstanding = self._low_water + self._claim_size + self._record_size
+        self._buffer: deque[tuple[Message, str, float]] = deque()
+        self._results: list[Sent] = []
+        self._ready = asyncio.Event()  # the buffer has rows: senders wait on it
+        self._need = asyncio.Event()  # the buffer ran low: the busy refiller waits on it
+        self._wake = asyncio.Event()  # a notification, start or close: the idle refiller waits on it
+        self._has_results = asyncio.Event()
+        self._results_full = asyncio.Event()
+        self._closing = False
+        self._sending = 0
+        self._next_retry_at: datetime | None = None
+        self._running_until = 0.0
+        self._summary = BatchReport()
+        self._summary_at = time.monotonic()
+        self.last_report: BatchReport | None = None
+        signal.subscribe(self.wake)
+
+    @property
+    def busy(self) -> bool:
+        """Return True while rows are buffered or being sent."""
+        return bool(self._buffer) or self._sending > 0
+
+    def wake(self) -> None:
+        """Look for due rows now (a notification, a start)."""
+        self._wake.set()
+        self._need.set()
+
+    def stop_sends(self) -> None:
+        """Start no new send: hand the buffered claims back (the switch was turned off)."""
+        self._running_until = 0.0
+        self._hand_back()
+
+    def close(self) -> None:
+        """Stop claiming and hand the buffer back; ``run`` returns once in-flight sends are recorded."""
+        self._closing = True
+        self._hand_back()
+        self.wake()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Send continuously until ``close()``."""
+        self._deliverer.log_each_send = False
+        workers = self._deliverer.policy.max_workers
+        senders = [asyncio.create_task(self._sender()) for _ in range(workers)]
+        recorder = asyncio.create_task(self._recorder(), name="pump-recorder")
+        log.info(
+            "continuous mode", workers=workers, batch_size=self._claim_size, rate_limit_per_s=self._rate_per_s
+        )
+        try:
+            await self._refill()
+        except asyncio.CancelledError:
+            # The grace period is over: in-flight sends are cancelled, their leases rescued later.
+            for task in (*senders, recorder):
+                task.cancel()
+            raise
+        finally:
+            self.close()
+        await asyncio.gather(*senders)
+        self._has_results.set()
+        await recorder
+        self._log_summary(force=True)
+
+    async def _refill(self) -> None:
+        rescued_at = 0.0
+        while not self._closing:
+            if len(self._buffer) >= self._low_water or self._outstanding >= self._max_outstanding:
+                self._need.clear()
+                await self._need.wait()
+                continue
+            self._wake.clear()  # before the claim: a notification during it is not lost
+            try:
+                if not await self._running():
+                    self._hand_back()
+                    await self._idle(STATE_POLL_S)
+                    continue
+                if time.monotonic() - rescued_at >= RESCUE_EVERY_S:
+                    rescued_at = time.monotonic()
+                    self._summary.rescued += await self._deliverer.rescue()
+                want = await self._budget(self._claim_size)
+                if want == 0:
+                    await asyncio.sleep(self._budget_wait_s())
+                    continue
+                token, claimed = await self._deliverer.claim(want)
+                if self._rate_per_s is not None and len(claimed) < want:
+                    await self._control.return_send_budget(
+                        want - len(claimed), now=self._clock.now(), rate_per_s=self._rate_per_s
+                    )
+            except Exception:
+                log.exception("claiming failed; retrying")
+                await self._idle(ERROR_BACKOFF_S)
+                continue
+            if claimed:
+                self._outstanding += len(claimed)
+                at = time.monotonic()
+                self._buffer.extend((message, token, at) for message in claimed)
+                self._summary.claimed += len(claimed)
+                self._ready.set()
+            if len(claimed) < want:
+                await self._idle(self._idle_timeout_s())
+
+    async def _running(self) -> bool:
+        """Return the fleet-wide switch, reread at most every ``RUNNING_TRUSTED_S`` while on."""
+        if time.monotonic() < self._running_until:
+            return True
+        running = (await self._control.scheduler_state()).running
+        self._running_until = time.monotonic() + RUNNING_TRUSTED_S if running else 0.0
+        return running
+
+    async def _budget(self, want: int) -> int:
+        if self._rate_per_s is None:
+            return want
+        chunk = min(want, max(1, math.ceil(self._rate_per_s * RATE_CHUNK_S)))
+        return await self._control.take_send_budget(
+            chunk, now=self._clock.now(), rate_per_s=self._rate_per_s, burst_s=RATE_BURST_S
+        )
+
+    def _budget_wait_s(self) -> float:
+        rate = self._rate_per_s or 1.0
+        return min(max(min(self._claim_size, math.ceil(rate * RATE_CHUNK_S)) / rate, 0.005), 1.0)
+
+    def _idle_timeout_s(self) -> float:
+        timeout_s = LISTENING_IDLE_POLL_S if self._signal.listening else IDLE_POLL_S
+        if self._idle_poll_s is not None:
+            timeout_s = self._idle_poll_s
+        if self._next_retry_at is not None:
+            due_in_s = (self._next_retry_at - self._clock.now()).total_seconds()
+            if due_in_s <= timeout_s:
+                self._next_retry_at = None
+                timeout_s = max(due_in_s, 0.01)
+        return timeout_s
+
+    async def _idle(self, timeout_s: float) -> None:
+        self._log_summary(force=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+
+    async def _sender(self) -> None:
+        buffer, deliverer = self._buffer, self._deliverer
+        while True:
+            if not buffer:
+                if self._closing:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            message, token, claimed_at = buffer.popleft()
+            if len(buffer) < self._low_water:
+                self._need.set()
+            if time.monotonic() - claimed_at > self._max_wait_s:
+                self._add_result((_hand_back(message, token), None))
+                continue
+            self._sending += 1
+            try:
+                sent = await deliverer.send_one(message, token)
+            except Exception:
+                # A bug after the provider call: the row may have been sent, so it stays SENDING
+                # and the lease rescue decides (at least once), rather than a hand-back here.
+                log.exception(
+                    "sending failed unexpectedly; the lease will be rescued", message_id=str(message.id)
+                )
+                self._outstanding -= 1
+                continue
+            finally:
+                self._sending -= 1
+            self._add_result(sent)
+
+    def _add_result(self, sent: Sent) -> None:
+        results = self._results
+        results.append(sent)
+        if len(results) == 1:
+            self._has_results.set()
+        elif len(results) >= self._record_size:
+            self._results_full.set()
+
+    def _hand_back(self) -> None:
+        while self._buffer:
+            message, token, _ = self._buffer.popleft()
+            self._add_result((_hand_back(message, token), None))
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._has_results.wait()
+            if len(self._results) < self._record_size and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._results_full.wait(), timeout=RECORD_AFTER_S)
+            group, self._results = self._results, []
+            self._has_results.clear()
+            self._results_full.clear()
+            if group:
+                await self._record(group)
+            if self._closing and not self._results and self._sending == 0 and not self._buffer:
+                return
+
+    async def _record(self, group: list[Sent]) -> None:
+        try:
+            await self._deliverer.record(group, self._summary)
+        except Exception:
+            # The rows stay SENDING under our lease; the rescue returns them later.
+            log.exception("recording results failed; their leases will be rescued", count=len(group))
+            return
+        finally:
+            self._outstanding -= len(group)
+            self._need.set()
+        retries = [t.next_attempt_at for t, _ in group if t.status is Status.PENDING and t.next_attempt_at]
+        if retries:
+            earliest = min(retries)
+            if self._next_retry_at is None or earliest < self._next_retry_at:
+                self._next_retry_at = earliest
+                self._wake.set()  # the idle refiller sets its timer again, to this retry
+        self._log_summary()
+
+    def _log_summary(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        elapsed_s = now - self._summary_at
+        summary = self._summary
+        if not (force or elapsed_s >= SUMMARY_EVERY_S):
+            return
+        if summary.claimed or summary.rescued or summary.delivered or summary.failed:
+            log.info(
+                "sending",
+                claimed=summary.claimed,
+                delivered=summary.delivered,
+                retried=summary.retried,
+                failed=summary.failed,
+                handed_back=summary.handed_back,
+                rescued=summary.rescued,
+                per_s=round(summary.delivered / elapsed_s, 1) if elapsed_s > 0 else None,
+            )
+            self.last_report = summary
+        self._summary = BatchReport()
+        self._summary_at = now
+
+
+def _hand_back(message: Message, token: str) -> Transition:
+    """The transition that returns an unsent claim with its attempt refunded."""
+    return Transition(id=message.id, claim_token=token, status=Status.PENDING, refund_attempt=True)
+
+
+__all__ = ["Pump"]
