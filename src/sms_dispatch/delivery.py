@@ -18,10 +18,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 
-from sms_dispatch.cache_writer import CacheWriteCounters, CacheWriter
+from sms_dispatch.cache_writer import CacheWriter
 from sms_dispatch.domain import (
     AttemptOutcome,
     AttemptRecord,
@@ -30,65 +30,23 @@ from sms_dispatch.domain import (
     SendResult,
     Status,
     Transition,
-    backoff_delay_s,
-    excerpt,
     validate_message,
 )
 from sms_dispatch.errors import InvalidInput
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.observers import NullDeliveryObserver
+from sms_dispatch.outcomes import (
+    BatchReport,
+    DeliveryCounters,
+    DeliveryPolicy,
+    attempt_record,
+    refund,
+    transition_for,
+)
 from sms_dispatch.ports import Clock, DeliveryObserver, MessageStore, SentCache, SmsProvider
 
 log = get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # a level check without running structlog's processors
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
-    """How a batch is claimed, sent and retried."""
-
-    batch_size: int = 2
-    max_workers: int = 2
-    per_message_timeout_s: float = 5.0
-    batch_timeout_s: float = 10.0
-    lease_s: float = 45.0
-    max_attempts: int = 5
-    retry_base_s: float = 10.0
-    retry_max_delay_s: float = 600.0
-    max_length: int = 160
-    cache_ttl_s: float = 86400.0
-
-
-@dataclass(slots=True)
-class BatchReport:
-    """What one batch did."""
-
-    claimed: int = 0
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-    handed_back: int = 0
-    rescued: int = 0
-    lost_race: int = 0
-    duration_s: float = 0.0
-    sent_ids: list[uuid.UUID] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class DeliveryCounters:
-    """Totals since start, for status and metrics."""
-
-    batches: int = 0
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-    rescued: int = 0
-    cache: CacheWriteCounters = field(default_factory=CacheWriteCounters)
-
-    @property
-    def cache_write_failures(self) -> int:
-        """Entries whose cache write failed (they wait in the backlog)."""
-        return self.cache.failed
 
 
 class Deliverer:
@@ -191,7 +149,7 @@ class Deliverer:
         async def hand_back_once_stopped() -> None:
             # On stop or shutdown the unsent claims go back now, not when the sends in flight end.
             await stop.wait()
-            refunds = [_refund(m, token) for m in queue]
+            refunds = [refund(m, token) for m in queue]
             queue.clear()
             if not refunds:
                 return
@@ -213,7 +171,7 @@ class Deliverer:
                 hand_back.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hand_back
-        results.extend(_refund(m, token) for m in queue)  # left by the batch deadline
+        results.extend(refund(m, token) for m in queue)  # left by the batch deadline
         return results
 
     async def _send_one(self, message: Message, token: str) -> tuple[Transition, AttemptRecord]:
@@ -262,66 +220,32 @@ class Deliverer:
         reason: str | None = None,
     ) -> AttemptRecord:
         """The record of this attempt: the provider's answer, or why it was not sent."""
-        return AttemptRecord(
-            message_id=message.id,
-            attempt=message.attempts,
-            started_at=started_at,
-            duration_ms=round((time.monotonic() - started) * 1000, 3),
-            outcome=outcome,
-            http_status=result.http_status if result else None,
-            error_class=result.error_class if result else "invalid",
-            error=result.error if result else reason,
-            response_excerpt=excerpt(result.raw_response) if result else None,
-            instance=self._instance_name,
+        duration_ms = round((time.monotonic() - started) * 1000, 3)
+        return attempt_record(
+            message, started_at, duration_ms, outcome, result, reason=reason, instance=self._instance_name
         )
 
     def _transition_for(self, message: Message, token: str, result: SendResult) -> Transition:
-        now = self._clock.now()
+        transition = transition_for(message, token, result, self.policy, now=self._clock.now())
         fields = {
             "message_id": str(message.id),
             "attempt": message.attempts,
             "provider_message_id": result.provider_message_id,
         }
-        if result.outcome is Outcome.DELIVERED:
+        if transition.status is Status.SUCCESS:
             if self.log_each_send:
                 log.info("message sent", **fields)
             elif _stdlib_log.isEnabledFor(logging.DEBUG):
                 log.debug("message sent", **fields)
-            return Transition(
-                id=message.id,
-                claim_token=token,
-                status=Status.SUCCESS,
-                message_id=result.provider_message_id,
-                raw_response=result.raw_response,
-                sent_at=now,
+        elif transition.status is Status.PENDING:
+            assert transition.next_attempt_at is not None
+            retry_in_s = (transition.next_attempt_at - self._clock.now()).total_seconds()
+            log.warning(
+                "send failed, will retry", **fields, error=result.error, retry_in_s=round(retry_in_s, 3)
             )
-        if result.outcome is Outcome.RETRYABLE and message.attempts < self.policy.max_attempts:
-            delay_s = backoff_delay_s(
-                message.attempts,
-                base_s=self.policy.retry_base_s,
-                max_delay_s=self.policy.retry_max_delay_s,
-                retry_after_s=result.retry_after_s,
-            )
-            log.warning("send failed, will retry", **fields, error=result.error, retry_in_s=round(delay_s, 3))
-            return Transition(
-                id=message.id,
-                claim_token=token,
-                status=Status.PENDING,
-                raw_response=result.raw_response,
-                last_error=result.error,
-                next_attempt_at=now + timedelta(seconds=delay_s),
-            )
-        error = result.error or "provider refused the message"
-        if result.outcome is Outcome.RETRYABLE:
-            error = f"gave up after {message.attempts} attempts: {error}"
-        log.warning("message failed", **fields, error=error)
-        return Transition(
-            id=message.id,
-            claim_token=token,
-            status=Status.FAILED,
-            raw_response=result.raw_response,
-            last_error=error,
-        )
+        else:
+            log.warning("message failed", **fields, error=transition.last_error)
+        return transition
 
     async def _finish(self, transitions: list[Transition], attempts: list[AttemptRecord]) -> set[uuid.UUID]:
         """Record the outcomes, retrying while the database is briefly away (the lease covers us)."""
@@ -363,6 +287,4 @@ class Deliverer:
         await self.cache_writer.drain()
 
 
-def _refund(message: Message, token: str) -> tuple[Transition, AttemptRecord | None]:
-    """Hand back a claim that was never sent: its attempt is undone, and it is no attempt (no record)."""
-    return Transition(id=message.id, claim_token=token, status=Status.PENDING, refund_attempt=True), None
+__all__ = ["BatchReport", "Deliverer", "DeliveryCounters", "DeliveryPolicy"]
