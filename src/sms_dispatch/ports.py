@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -21,51 +20,7 @@ from sms_dispatch.domain import (
     Status,
     Transition,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a keyset page ended: its last row's sort time (``sent_at`` or ``created_at``) and id.
-
-    The next page holds the rows that sort after it (older, or as old with a smaller id).
-    """
-
-    at: datetime | None
-    id: UUID
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a listing, where the next one starts, and the total it was cut from.
-
-    ``total`` is exact when counting is cheap (read from the kept counts), else None;
-    ``next_after`` is None on the last page.
-    """
-
-    items: list[Message]
-    total: int | None
-    next_after: Position | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerState:
-    """The fleet-wide scheduler switch and the time of the last batch slot taken."""
-
-    running: bool
-    last_run_at: datetime | None
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceInfo:
-    """A running dispatcher as the fleet sees it."""
-
-    name: str
-    host: str
-    pid: int
-    version: str
-    started_at: datetime
-    last_heartbeat_at: datetime
+from sms_dispatch.port_types import InstanceInfo, MessageFilter, Page, Position, SchedulerState
 
 
 class MessageStore(Protocol):
@@ -291,6 +246,10 @@ class DeliveryObserver(Protocol):
         ...
 
 
+SWITCH_CHANGED = "switch"
+"""The ``NewMessageSignal`` payload saying the fleet-wide switch changed."""
+
+
 class NewMessageSignal(Protocol):
     """Tells the continuous dispatcher at once that new messages may be due (PostgreSQL NOTIFY).
 
@@ -302,8 +261,10 @@ class NewMessageSignal(Protocol):
         """Return True while notifications are being received (the listener is connected)."""
         ...
 
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on the event loop, without awaiting) at every notification."""
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` (on the event loop, without awaiting) at every notification, with
+        its payload: ``""`` for new messages, ``"switch"`` when the fleet-wide switch changed
+        (also given after a reconnect, when anything may have changed)."""
         ...
 
 
@@ -315,15 +276,17 @@ class Clock(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class MessageFilter:
-    """Which messages a listing or a bulk action covers; None means any.
-
-    ``since`` (inclusive) and ``until`` (exclusive) bound ``created_at``; the sent listing
-    bounds ``sent_at`` instead.
-    """
-
-    status: Status | None = None
-    to: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+__all__ = [
+    "Clock",
+    "ControlStore",
+    "DeliveryObserver",
+    "InstanceInfo",
+    "MessageFilter",
+    "MessageStore",
+    "NewMessageSignal",
+    "Page",
+    "Position",
+    "SchedulerState",
+    "SentCache",
+    "SmsProvider",
+]
