@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sms_dispatch import __version__
 from sms_dispatch.delivery import BatchReport, Deliverer
 from sms_dispatch.logs import get_logger
-from sms_dispatch.ports import Clock, ControlStore, InstanceInfo
+from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, InstanceInfo
 from sms_dispatch.pump import Pump
 
 log = get_logger(__name__)
@@ -193,7 +193,7 @@ class Dispatcher:
         log.info("scheduler started", instance=self.instance_name)
         self._wake.set()
         if self._pump is not None:
-            self._pump.wake()
+            self._pump.wake(SWITCH_CHANGED)
         return await self.status()
 
     async def stop(self) -> SchedulerStatus:

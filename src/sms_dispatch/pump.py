@@ -32,7 +32,7 @@ from datetime import datetime
 from sms_dispatch.delivery import BatchReport, Deliverer
 from sms_dispatch.domain import AttemptRecord, Message, Status, Transition
 from sms_dispatch.logs import get_logger
-from sms_dispatch.ports import Clock, ControlStore, NewMessageSignal
+from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, NewMessageSignal
 
 log = get_logger(__name__)
 
@@ -97,6 +97,7 @@ class Pump:
         self._sending = 0
         self._next_retry_at: datetime | None = None
         self._running_until = 0.0
+        self._recheck = False
         self._summary = BatchReport()
         self._summary_at = time.monotonic()
         self.last_report: BatchReport | None = None
@@ -107,8 +108,11 @@ class Pump:
         """Return True while rows are buffered or being sent."""
         return bool(self._buffer) or self._sending > 0
 
-    def wake(self) -> None:
-        """Look for due rows now (a notification, a start)."""
+    def wake(self, payload: str = "") -> None:
+        """Look for due rows now (a notification); after a switch change, reread the switch first."""
+        if payload == SWITCH_CHANGED:
+            self._running_until = 0.0
+            self._recheck = True
         self._wake.set()
         self._need.set()
 
@@ -150,6 +154,11 @@ class Pump:
     async def _refill(self) -> None:
         rescued_at = 0.0
         while not self._closing:
+            if self._recheck:  # the switch changed somewhere: a stop must not wait for the next claim
+                self._recheck = False
+                with contextlib.suppress(Exception):  # a failed read is retried by the claim below
+                    if not await self._running():
+                        self._hand_back()
             if len(self._buffer) >= self._low_water or self._outstanding >= self._max_outstanding:
                 self._need.clear()
                 await self._need.wait()

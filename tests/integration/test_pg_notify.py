@@ -20,12 +20,15 @@ from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.domain import NewMessage, Status
+from sms_dispatch.ports import SWITCH_CHANGED
 from sms_dispatch.pump import Pump
 from tests.fakes import RecordingSmsProvider
 
 pytestmark = pytest.mark.postgres
 
 INSERT = """INSERT INTO messages ("to", content) VALUES ('+905551111111', 'hello')"""
+payloads: list[str] = []
+"""What the ``signal`` fixture's listener was told, in order."""
 
 
 @pytest.fixture
@@ -42,7 +45,8 @@ async def signal(pg: AsyncEngine) -> AsyncIterator[tuple[PgNewMessageSignal, asy
     """A connected listener and an event its notifications set (cleared once connected)."""
     listener = PgNewMessageSignal(pg.url)
     woken = asyncio.Event()
-    listener.subscribe(woken.set)
+    payloads.clear()
+    listener.subscribe(lambda payload: (payloads.append(payload), woken.set()))
     await listener.start()
     assert await listener.wait_listening(timeout_s=10)
     woken.clear()  # the wake-up every (re)connect gives
@@ -78,6 +82,17 @@ async def test_a_row_put_back_to_pending_notifies(
     woken.clear()
     await execute(pg.url, "UPDATE messages SET status = 'PENDING'")
     await asyncio.wait_for(woken.wait(), timeout=10)
+
+
+async def test_a_switch_change_notifies_with_its_payload(
+    pg: AsyncEngine, signal: tuple[PgNewMessageSignal, asyncio.Event]
+) -> None:
+    """Turning the fleet-wide switch off (any instance, any program) wakes listeners with 'switch'."""
+    _, woken = signal
+    payloads.clear()
+    await SqlMessageStore(pg).set_running(False, now=datetime.now(UTC))
+    await asyncio.wait_for(woken.wait(), timeout=10)
+    assert payloads == [SWITCH_CHANGED]
 
 
 async def test_a_claim_does_not_notify(

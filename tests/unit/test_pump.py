@@ -16,6 +16,7 @@ from sms_dispatch.clock import SystemClock
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.domain import Message, NewMessage, Outcome, SendResult, Status
+from sms_dispatch.ports import SWITCH_CHANGED
 from sms_dispatch.pump import Pump
 from tests.fakes import RecordingSmsProvider
 
@@ -142,6 +143,22 @@ async def test_stop_sends_hands_buffered_claims_back_refunded() -> None:
     pending = [m for m in store.all() if m.status is Status.PENDING]
     assert len(pending) == 30 - sent_at_stop
     assert all(m.attempts == 0 for m in pending)
+
+
+async def test_a_switch_notification_hands_the_buffer_back_at_once() -> None:
+    """Told the switch changed, a pump rereads it before its next claim and, stopped, hands back."""
+    store, provider, signal = (
+        InMemoryMessageStore(),
+        RecordingSmsProvider(delay_s=5.0),
+        InProcessNewMessageSignal(),
+    )
+    await fill(store, 10)
+    async with running(pump_on(store, provider, signal=signal, batch_size=10, max_workers=1)):
+        await until(lambda: provider.in_flight == 1)
+        await store.set_running(False, now=CLOCK.now())  # as another instance would
+        signal.notify(SWITCH_CHANGED)
+        await until(lambda: count(store, Status.SENDING) == 1, timeout_s=3.0)
+    assert count(store, Status.PENDING) == 9
 
 
 async def test_close_records_the_sends_in_flight() -> None:

@@ -21,6 +21,7 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 from sqlalchemy.engine import URL
 
 from sms_dispatch.logs import get_logger
+from sms_dispatch.ports import SWITCH_CHANGED
 
 log = get_logger(__name__)
 
@@ -36,21 +37,21 @@ class InProcessNewMessageSignal:
     """A ``NewMessageSignal`` woken by ``notify()`` in this process (SQLite, tests)."""
 
     def __init__(self) -> None:
-        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers: list[Callable[[str], None]] = []
 
     @property
     def listening(self) -> bool:
         """Return False: nothing outside this process can wake it, so polling stays brisk."""
         return False
 
-    def subscribe(self, callback: Callable[[], None]) -> None:
+    def subscribe(self, callback: Callable[[str], None]) -> None:
         """Call ``callback`` at every ``notify()``."""
         self._subscribers.append(callback)
 
-    def notify(self) -> None:
-        """Wake every subscriber."""
+    def notify(self, payload: str = "") -> None:
+        """Wake every subscriber with ``payload`` (``"switch"``: the switch changed)."""
         for callback in self._subscribers:
-            callback()
+            callback(payload)
 
 
 class PgNewMessageSignal:
@@ -59,7 +60,7 @@ class PgNewMessageSignal:
     def __init__(self, url: URL, *, health_check_s: float = HEALTH_CHECK_S) -> None:
         self._connect_args = _connect_args(url)
         self._health_check_s = health_check_s
-        self._subscribers: list[Callable[[], None]] = []
+        self._subscribers: list[Callable[[str], None]] = []
         self._connection: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -71,8 +72,9 @@ class PgNewMessageSignal:
         """Return True while the LISTEN connection is open."""
         return self._connection is not None and not self._connection.is_closed()
 
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` at every notification and after every (re)connect."""
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with the payload at every notification, and with ``"switch"`` after
+        every (re)connect."""
         self._subscribers.append(callback)
 
     async def start(self) -> None:
@@ -118,7 +120,7 @@ class PgNewMessageSignal:
         self.connects += 1
         self._connected.set()
         log.debug("listening for new messages", channel=CHANNEL)
-        self._wake()  # rows may have come in while nobody listened
+        self._wake(SWITCH_CHANGED)  # rows may have come in, the switch changed, while nobody listened
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), timeout=self._health_check_s)
@@ -133,12 +135,12 @@ class PgNewMessageSignal:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), timeout=2.0)
 
-    def _on_notification(self, *_: Any) -> None:
-        self._wake()
+    def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._wake(payload)
 
-    def _wake(self) -> None:
+    def _wake(self, payload: str) -> None:
         for callback in self._subscribers:
-            callback()
+            callback(payload)
 
 
 def _connect_args(url: URL) -> dict[str, Any]:

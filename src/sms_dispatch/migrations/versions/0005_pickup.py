@@ -4,7 +4,9 @@ On PostgreSQL a statement-level trigger on ``messages`` runs ``pg_notify('sms_di
 after every INSERT, and a row trigger does the same when an UPDATE puts a row back to PENDING
 (an operator's retry, a hand-back): a continuous dispatcher that LISTENs on that channel wakes at once instead of
 waiting for its next poll. One notification per statement, not per row, and PostgreSQL folds
-identical notifications of one transaction into one, so a bulk insert costs one wake-up.
+identical notifications of one transaction into one, so a bulk insert costs one wake-up. A
+change of the fleet-wide switch (``scheduler_state.running``) notifies too, with the payload
+``switch``.
 SQLite has no notifications: the dispatcher polls there.
 
 ``scheduler_state.paced_until`` holds the fleet-wide send budget of ``MESSAGE_RATE_LIMIT``:
@@ -48,6 +50,19 @@ $$
 _PENDING_AGAIN = "NEW.status = 'PENDING' AND OLD.status IS DISTINCT FROM 'PENDING'"
 
 
+# The fleet-wide switch: a start or stop made on any instance reaches every listening one at
+# once (payload 'switch'), so a draining fleet stops within its sends in flight.
+_SWITCH_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION sms_dispatch_notify_switch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', 'switch');
+    RETURN NULL;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     """Add the send budget column and, on PostgreSQL, the new-message notification triggers."""
     with op.batch_alter_table("scheduler_state") as batch:
@@ -63,11 +78,19 @@ def upgrade() -> None:
         "CREATE TRIGGER messages_notify_pending AFTER UPDATE OF status ON messages"
         f" FOR EACH ROW WHEN ({_PENDING_AGAIN}) EXECUTE FUNCTION sms_dispatch_notify_new()"
     )
+    op.execute(_SWITCH_FUNCTION)
+    op.execute(
+        "CREATE TRIGGER scheduler_state_notify_switch AFTER UPDATE OF running ON scheduler_state"
+        " FOR EACH ROW WHEN (OLD.running IS DISTINCT FROM NEW.running)"
+        " EXECUTE FUNCTION sms_dispatch_notify_switch()"
+    )
 
 
 def downgrade() -> None:
     """Drop the triggers and the send budget column."""
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS scheduler_state_notify_switch ON scheduler_state")
+        op.execute("DROP FUNCTION IF EXISTS sms_dispatch_notify_switch()")
         op.execute("DROP TRIGGER IF EXISTS messages_notify_pending ON messages")
         op.execute("DROP TRIGGER IF EXISTS messages_notify_insert ON messages")
         op.execute("DROP FUNCTION IF EXISTS sms_dispatch_notify_new()")
