@@ -150,7 +150,7 @@ class Simulator:
 
     def __init__(self, latency_ms: float = 0.0) -> None:
         self._proc = subprocess.Popen(
-            [PYTHON, str(BENCH / "simserver.py"), "--latency-ms", str(latency_ms)],
+            [PYTHON, str(BENCH / "simserver.py"), "--latency-ms", str(latency_ms), "--auth-key", AUTH_KEY],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -216,13 +216,16 @@ async def fresh_database(messages: int) -> AsyncIterator[str]:
 
 
 async def seed(url: str, messages: int) -> None:
-    """Insert ``messages`` valid PENDING rows (distinct Turkish mobile numbers), then ANALYZE."""
+    """Insert ``messages`` valid PENDING rows (distinct Turkish mobile numbers), then ANALYZE.
+
+    The rows are stored as the service's API stores them: already checked (``validated``), so
+    the dispatcher does not check them again; the peers do no checking at all."""
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(
-            'INSERT INTO messages ("to", content, next_attempt_at, created_at, updated_at)'
+            'INSERT INTO messages ("to", content, next_attempt_at, created_at, updated_at, validated)'
             " SELECT '+90555' || lpad(g::text, 7, '0'), 'Insider - Project',"
-            " now() - interval '1 hour' + g * interval '1 microsecond', now(), now()"
+            " now() - interval '1 hour' + g * interval '1 microsecond', now(), now(), true"
             " FROM generate_series(1, $1) AS g",
             messages,
         )

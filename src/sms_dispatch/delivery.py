@@ -178,7 +178,7 @@ class Deliverer:
         started_at = self._clock.now()
         started = time.monotonic()
         try:
-            valid = validate_message(message.to, message.content, self.policy.max_length)
+            clean = message if message.validated else self._checked(message)
         except InvalidInput as exc:
             reason = f"invalid message: {exc.message}"
             log.warning(
@@ -190,7 +190,6 @@ class Deliverer:
             )
             invalid = Transition(id=message.id, claim_token=token, status=Status.FAILED, last_error=reason)
             return invalid, self._record(message, started_at, started, AttemptOutcome.INVALID, reason=reason)
-        clean = replace(message, to=valid.to, content=valid.content)
         try:
             result = await self._provider.send(clean, timeout_s=self.policy.per_message_timeout_s)
         except Exception as exc:  # the provider port promises not to raise; a bug must not lose the row
@@ -208,6 +207,13 @@ class Deliverer:
             outcome=result.outcome, http_status=result.http_status, duration_s=record.duration_ms / 1000
         )
         return self._transition_for(message, token, result), record
+
+    def _checked(self, message: Message) -> Message:
+        """Check a row that did not come in through the service; raise ``InvalidInput`` if bad."""
+        valid = validate_message(message.to, message.content, self.policy.max_length)
+        if (valid.to, valid.content) == (message.to, message.content):
+            return message
+        return replace(message, to=valid.to, content=valid.content)
 
     def _record(
         self,

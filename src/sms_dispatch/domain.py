@@ -42,6 +42,10 @@ class Message:
     claim_token: str | None = None
     lease_until: datetime | None = None
     idempotency_key: str | None = None
+    validated: bool = False
+    """True when the row came in through the service (checked then); rows inserted by hand with
+    plain SQL, or whose recipient or content was changed by hand since, are checked before
+    their first send."""
 
 
 @dataclass(frozen=True, slots=True)

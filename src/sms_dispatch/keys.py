@@ -17,7 +17,7 @@ def sent_message_value(sent_at: datetime) -> str:
     """Return the cached send time: RFC 3339 in UTC, e.g. ``2026-01-01T12:00:00.123456Z``."""
     if sent_at.tzinfo is None:
         raise ValueError("sent_at must be timezone-aware")
-    return sent_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return sent_at.astimezone(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
 
 
 def sent_message_ttl_s(ttl_s: float) -> int:

@@ -75,7 +75,7 @@ async def test_never_sends_a_message_twice(clock: FakeClock) -> None:
 async def test_invalid_row_fails_without_blocking_others(clock: FakeClock) -> None:
     """A hand-inserted row with a bad number goes FAILED with the reason; the next one is sent."""
     deliverer, store, provider, _ = make(clock, batch_size=1)
-    bad = await add(store, clock, 1, to="12345")
+    bad = [str(store.insert_by_hand("12345", "message 0", now=clock.now()).id)]
     good = await add(store, clock, 1)
     await deliverer.deliver_batch()
     await deliverer.deliver_batch()

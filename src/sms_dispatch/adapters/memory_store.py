@@ -63,7 +63,17 @@ class InMemoryMessageStore(InMemoryOperations, InMemoryUpkeep, InMemoryListing):
             created_at=now,
             updated_at=now,
             next_attempt_at=now,
+            validated=True,
         )
+        self._rows[stored.id] = _Row(stored)
+        return stored
+
+    def insert_by_hand(self, to: str, content: str, *, now: datetime) -> Message:
+        """What another program's plain SQL insert does: a PENDING row nobody checked yet."""
+        stored = Message(
+            id=uuid4(), to=to, content=content, status=Status.PENDING, attempts=0,
+            created_at=now, updated_at=now, next_attempt_at=now,
+        )  # fmt: skip
         self._rows[stored.id] = _Row(stored)
         return stored
 

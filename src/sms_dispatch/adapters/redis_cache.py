@@ -21,6 +21,19 @@ from sms_dispatch.keys import sent_message_key, sent_message_ttl_s, sent_message
 # redis-py's own ConnectionError and TimeoutError are RedisErrors; socket faults are OSErrors.
 _REDIS_FAULTS = (RedisError, OSError)
 
+# All the keys of a batch in one command: ``SET key value EX ttl`` for each KEYS[i] / ARGV[i + 1].
+# redis-py spends about 25 µs of client CPU per command queued in a pipeline; one script call
+# for 1,000 keys costs about 3 µs a key (measured: `bench/redis_cache.py`), and Redis runs the
+# sets back to back. Chunks of ``SCRIPT_KEYS`` keep each call short on the server.
+_SET_ALL = """
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+SCRIPT_KEYS = 1000
+
 
 def _unavailable(exc: BaseException) -> DependencyUnavailable:
     detail = str(exc)
@@ -34,21 +47,19 @@ class RedisSentCache:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
+        self._set_all = client.register_script(_SET_ALL)  # EVALSHA, loading it on NOSCRIPT
 
     async def remember_sent(self, sent: Mapping[str, datetime], *, ttl_s: float) -> None:
         """Store ``sent_messages:<messageId>`` = send time (RFC 3339) for each entry at once."""
         if not sent:
             return
         expiry_s = sent_message_ttl_s(ttl_s)
+        keys = [sent_message_key(provider_message_id) for provider_message_id in sent]
+        values = [sent_message_value(sent_at) for sent_at in sent.values()]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for provider_message_id, sent_at in sent.items():
-                    pipe.set(
-                        sent_message_key(provider_message_id),
-                        sent_message_value(sent_at),
-                        ex=expiry_s,
-                    )
-                await pipe.execute()
+            for start in range(0, len(keys), SCRIPT_KEYS):
+                end = start + SCRIPT_KEYS
+                await self._set_all(keys=keys[start:end], args=[expiry_s, *values[start:end]])
         except _REDIS_FAULTS as exc:
             raise _unavailable(exc) from exc
 

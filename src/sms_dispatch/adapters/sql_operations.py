@@ -51,6 +51,7 @@ class SqlOperations:
                 created_at=now,
                 updated_at=now,
                 idempotency_key=key,
+                validated=True,
             )
             .on_conflict_do_nothing(index_elements=[_m.c.idempotency_key])
             .returning(*_m.c)

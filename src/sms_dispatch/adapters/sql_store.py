@@ -82,6 +82,7 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
                 next_attempt_at=now,
                 created_at=now,
                 updated_at=now,
+                validated=True,
             )
             .returning(*_m.c)
         )

@@ -158,6 +158,8 @@ messages = Table(
     Column("updated_at", UtcDateTime, nullable=False, server_default=utc_now()),
     Column("deleted_at", UtcDateTime, nullable=True),
     Column("idempotency_key", String(200), nullable=True),
+    # Checked and normalised on the way in (API, CLI): not checked again before each send.
+    Column("validated", Boolean, nullable=False, server_default=text("false")),
 )
 
 DUE_INDEX = "ix_messages_due"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -102,6 +103,7 @@ class ServiceMetrics:
             ["outcome", "status_class"],
             registry=registry,
         )
+        self._send_counters: dict[tuple[Outcome, str], Any] = {}  # labels() once per pair, not per send
         self.send_duration = Histogram(
             f"{PREFIX}_send_duration_seconds",
             "Time of one provider call.",
@@ -127,7 +129,11 @@ class ServiceMetrics:
 
     def send_finished(self, *, outcome: Outcome, http_status: int | None, duration_s: float) -> None:
         """Count one provider call and observe its time."""
-        self.sends.labels(outcome=outcome.value, status_class=status_class(http_status)).inc()
+        key = (outcome, status_class(http_status))
+        counter = self._send_counters.get(key)
+        if counter is None:
+            counter = self._send_counters[key] = self.sends.labels(outcome=outcome.value, status_class=key[1])
+        counter.inc()
         self.send_duration.observe(duration_s)
 
     def batch_finished(self, *, size: int, duration_s: float) -> None:
