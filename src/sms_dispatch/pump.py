@@ -4,17 +4,12 @@ The scheduled mode claims a batch, sends it and waits for its last send before c
 next, so every batch ends in a half-empty wave. Here ``MESSAGE_MAX_WORKERS`` senders take
 claimed rows one at a time from a local buffer; a refiller claims the next
 ``MESSAGE_BATCH_SIZE`` rows as soon as the buffer runs below a low-water mark, and a recorder
-stores the results in bulk as they accumulate (one finish per group, however large). So the
-SQL stays O(1) per batch: one claim, one finish, one cache pipeline.
-
-Idle (a claim came back short), the refiller sleeps until a ``NewMessageSignal`` fires
+stores the results in bulk as they accumulate (one finish per group, however large): one
+claim, one finish, one cache write per group. Idle (a claim came back short), the refiller sleeps until a ``NewMessageSignal`` fires
 (PostgreSQL NOTIFY from migration 0005's triggers), its own earliest retry falls due, or the
 poll interval ends: ``IDLE_POLL_S``, or ``LISTENING_IDLE_POLL_S`` while the signal listens.
 
-``MESSAGE_RATE_LIMIT`` is a fleet-wide budget (``pacing.py``) taken in chunks of at most
-``RATE_CHUNK_S`` worth of sends before each claim; what a short claim did not use goes back.
-
-Claims reread the fleet-wide switch (at most every ``RUNNING_TRUSTED_S`` while it is on). A
+``MESSAGE_RATE_LIMIT``: see ``rate_budget.py``. Claims reread the fleet-wide switch (at most every ``RUNNING_TRUSTED_S`` while it is on). A
 stop and a shutdown hand the buffered, unsent claims back at once, attempt refunded; sends in
 flight finish and are recorded. A claim older than ``SCHEDULER_BATCH_TIMEOUT`` is handed back
 unsent, so no send starts near the end of its lease.
@@ -24,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections import deque
 from datetime import datetime
@@ -33,6 +27,8 @@ from sms_dispatch.delivery import BatchReport, Deliverer
 from sms_dispatch.domain import AttemptRecord, Message, Status, Transition
 from sms_dispatch.logs import get_logger
 from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, NewMessageSignal
+from sms_dispatch.progress import Progress
+from sms_dispatch.rate_budget import RateBudget
 
 log = get_logger(__name__)
 
@@ -48,12 +44,7 @@ another instance reaches this one within this); a stop made here applies at once
 RESCUE_EVERY_S = 5.0
 RECORD_AFTER_S = 0.05
 """The longest a result waits for others before it is recorded."""
-SUMMARY_EVERY_S = 1.0
 ERROR_BACKOFF_S = 2.0
-RATE_BURST_S = 1.0
-"""The fleet may send this many seconds' worth of its rate at once after a pause."""
-RATE_CHUNK_S = 0.1
-"""A claim under a rate limit takes at most this many seconds' worth of the rate."""
 
 Sent = tuple[Transition, AttemptRecord | None]
 
@@ -76,7 +67,9 @@ class Pump:
         self._control = control
         self._signal = signal
         self._clock = clock
-        self._rate_per_s = rate_limit_per_s
+        self._budget = RateBudget(
+            control=control, clock=clock, rate_per_s=rate_limit_per_s, claim_size=policy.batch_size
+        )
         self._idle_poll_s = idle_poll_s
         self._claim_size = policy.batch_size
         self._low_water = max(policy.max_workers, policy.batch_size // 2)
@@ -98,10 +91,13 @@ class Pump:
         self._next_retry_at: datetime | None = None
         self._running_until = 0.0
         self._recheck = False
-        self._summary = BatchReport()
-        self._summary_at = time.monotonic()
-        self.last_report: BatchReport | None = None
+        self._progress = Progress()
         signal.subscribe(self.wake)
+
+    @property
+    def last_report(self) -> BatchReport | None:
+        """The last progress summary logged that had anything in it."""
+        return self._progress.last_report
 
     @property
     def busy(self) -> bool:
@@ -135,7 +131,10 @@ class Pump:
         senders = [asyncio.create_task(self._sender()) for _ in range(workers)]
         recorder = asyncio.create_task(self._recorder(), name="pump-recorder")
         log.info(
-            "continuous mode", workers=workers, batch_size=self._claim_size, rate_limit_per_s=self._rate_per_s
+            "continuous mode",
+            workers=workers,
+            batch_size=self._claim_size,
+            rate_limit_per_s=self._budget.rate_per_s,
         )
         try:
             await self._refill()
@@ -149,7 +148,7 @@ class Pump:
         await asyncio.gather(*senders)
         self._has_results.set()
         await recorder
-        self._log_summary(force=True)
+        self._progress.log(force=True)
 
     async def _refill(self) -> None:
         rescued_at = 0.0
@@ -171,16 +170,13 @@ class Pump:
                     continue
                 if time.monotonic() - rescued_at >= RESCUE_EVERY_S:
                     rescued_at = time.monotonic()
-                    self._summary.rescued += await self._deliverer.rescue()
-                want = await self._budget(self._claim_size)
+                    self._progress.current.rescued += await self._deliverer.rescue()
+                want = await self._budget.take(self._claim_size)
                 if want == 0:
-                    await asyncio.sleep(self._budget_wait_s())
+                    await asyncio.sleep(self._budget.wait_s())
                     continue
                 token, claimed = await self._deliverer.claim(want)
-                if self._rate_per_s is not None and len(claimed) < want:
-                    await self._control.return_send_budget(
-                        want - len(claimed), now=self._clock.now(), rate_per_s=self._rate_per_s
-                    )
+                await self._budget.give_back(want - len(claimed))
             except Exception:
                 log.exception("claiming failed; retrying")
                 await self._idle(ERROR_BACKOFF_S)
@@ -189,7 +185,7 @@ class Pump:
                 self._outstanding += len(claimed)
                 at = time.monotonic()
                 self._buffer.extend((message, token, at) for message in claimed)
-                self._summary.claimed += len(claimed)
+                self._progress.current.claimed += len(claimed)
                 self._ready.set()
             if len(claimed) < want:
                 await self._idle(self._idle_timeout_s())
@@ -201,18 +197,6 @@ class Pump:
         running = (await self._control.scheduler_state()).running
         self._running_until = time.monotonic() + RUNNING_TRUSTED_S if running else 0.0
         return running
-
-    async def _budget(self, want: int) -> int:
-        if self._rate_per_s is None:
-            return want
-        chunk = min(want, max(1, math.ceil(self._rate_per_s * RATE_CHUNK_S)))
-        return await self._control.take_send_budget(
-            chunk, now=self._clock.now(), rate_per_s=self._rate_per_s, burst_s=RATE_BURST_S
-        )
-
-    def _budget_wait_s(self) -> float:
-        rate = self._rate_per_s or 1.0
-        return min(max(min(self._claim_size, math.ceil(rate * RATE_CHUNK_S)) / rate, 0.005), 1.0)
 
     def _idle_timeout_s(self) -> float:
         timeout_s = LISTENING_IDLE_POLL_S if self._signal.listening else IDLE_POLL_S
@@ -226,7 +210,7 @@ class Pump:
         return timeout_s
 
     async def _idle(self, timeout_s: float) -> None:
-        self._log_summary(force=True)
+        self._progress.log(force=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
 
@@ -289,7 +273,7 @@ class Pump:
 
     async def _record(self, group: list[Sent]) -> None:
         try:
-            await self._deliverer.record(group, self._summary)
+            await self._deliverer.record(group, self._progress.current)
         except Exception:
             # The rows stay SENDING under our lease; the rescue returns them later.
             log.exception("recording results failed; their leases will be rescued", count=len(group))
@@ -303,28 +287,7 @@ class Pump:
             if self._next_retry_at is None or earliest < self._next_retry_at:
                 self._next_retry_at = earliest
                 self._wake.set()  # the idle refiller sets its timer again, to this retry
-        self._log_summary()
-
-    def _log_summary(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        elapsed_s = now - self._summary_at
-        summary = self._summary
-        if not (force or elapsed_s >= SUMMARY_EVERY_S):
-            return
-        if summary.claimed or summary.rescued or summary.delivered or summary.failed:
-            log.info(
-                "sending",
-                claimed=summary.claimed,
-                delivered=summary.delivered,
-                retried=summary.retried,
-                failed=summary.failed,
-                handed_back=summary.handed_back,
-                rescued=summary.rescued,
-                per_s=round(summary.delivered / elapsed_s, 1) if elapsed_s > 0 else None,
-            )
-            self.last_report = summary
-        self._summary = BatchReport()
-        self._summary_at = now
+        self._progress.log()
 
 
 def _hand_back(message: Message, token: str) -> Transition:
