@@ -3,6 +3,15 @@
 ``create_engine`` tunes each backend once, when a connection opens; ``migrate`` runs the
 Alembic migrations shipped inside the package (so an installed wheel can migrate) on the
 given engine, one instance at a time.
+
+Staying safe across a PostgreSQL restart without a pre-ping: SQLAlchemy's ``pool_pre_ping``
+costs three round trips per checkout on asyncpg (BEGIN, an empty query, ROLLBACK), more than a
+whole listing. Instead a checkout asks asyncpg whether the server closed the connection, which
+costs nothing: a restarting server closes every session, asyncpg sees the socket close at once
+and ``is_closed()`` turns true, and the pool then throws the connection away and opens another.
+A connection that breaks during a statement is caught by SQLAlchemy (a disconnect error
+invalidates it and every older pooled connection); callers that can repeat a read do so once
+(``sql_listing.py``), the dispatcher retries its own work.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, event, func, inspect, select
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -41,13 +51,20 @@ def create_engine(url: URL, *, pool_size: int) -> AsyncEngine:
     """Return an async engine for ``url``, tuned for its backend; nothing connects yet."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, pool_size=pool_size)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,  # pool_size is the budget of connections per instance, not a floor
-        pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": "sms-dispatch"}},
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Make the pool replace a connection the server has closed (no round trip: see the module)."""
+    if record.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _sqlite_engine(url: URL, *, pool_size: int) -> AsyncEngine:

@@ -245,6 +245,22 @@ message_count_deltas = Table(
     Column("delta", BigInteger, nullable=False),
 )
 
+# Live SUCCESS messages per hour of sent_at ('infinity': no sent_at), kept like the counts above
+# on PostgreSQL only (migration 0007), where deep pages of the sent listing read them.
+sent_hour_counts = Table(
+    "sent_hour_counts",
+    metadata,
+    Column("hour", UtcDateTime, primary_key=True),
+    Column("total", BigInteger, nullable=False, server_default=text("0")),
+)
+sent_hour_deltas = Table(
+    "sent_hour_deltas",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("hour", UtcDateTime, nullable=False),
+    Column("delta", BigInteger, nullable=False),
+)
+
 # Retention (migration 0004): FAILED and CANCELLED rows by the time of their last change.
 # SUCCESS rows are pruned by sent_at through the sent index, read backwards.
 RETENTION_INDEX = "ix_messages_retention_failed"

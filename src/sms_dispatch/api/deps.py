@@ -1,4 +1,8 @@
-"""Dependency aliases: routes ask for the services they use, never build them."""
+"""Dependency aliases: routes ask for the services they use, never build them.
+
+The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread,
+a thread hop per dependency and request that costs more than these lookups themselves.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,19 @@ from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.service import MessageService
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def _messages(request: Request) -> MessageService:
-    return _services(request).messages
+async def _messages(request: Request) -> MessageService:
+    services: Services = request.app.state.services
+    return services.messages
 
 
-def _dispatcher(request: Request) -> Dispatcher:
-    return _services(request).dispatcher
+async def _dispatcher(request: Request) -> Dispatcher:
+    services: Services = request.app.state.services
+    return services.dispatcher
 
 
 ServicesDep = Annotated[Services, Depends(_services)]

@@ -19,7 +19,7 @@ router = APIRouter(
 )
 
 
-def _operations(services: ServicesDep) -> OperatorActions:
+async def _operations(services: ServicesDep) -> OperatorActions:
     return services.operations
 
 
