@@ -50,7 +50,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 
 from sms_dispatch.adapters.database import create_engine, migrate
-from sms_dispatch.adapters.sql_statements import from_row
+from sms_dispatch.adapters.sql_rows import from_row
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import messages
 from sms_dispatch.api.app import create_app

@@ -36,7 +36,7 @@ from sms_dispatch.adapters.sql_listing_statements import (
     messages_statement,
     sent_statement,
 )
-from sms_dispatch.adapters.sql_statements import from_row
+from sms_dispatch.adapters.sql_rows import from_row
 from sms_dispatch.domain import Message, Status
 from sms_dispatch.ports import MessageFilter, Page, Position
 

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, any_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.sql_statements import attempt_from_row, from_row
+from sms_dispatch.adapters.sql_rows import attempt_from_row, from_row
 from sms_dispatch.adapters.tables import instances, message_attempts, messages
 from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status
 from sms_dispatch.ports import InstanceInfo, MessageFilter

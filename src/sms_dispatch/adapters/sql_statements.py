@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
     Boolean,
     Integer,
-    Row,
     String,
     Update,
     and_,
@@ -44,7 +43,7 @@ from sms_dispatch.adapters.tables import (
     message_attempts,
     messages,
 )
-from sms_dispatch.domain import AttemptOutcome, AttemptRecord, Message, Status, Transition
+from sms_dispatch.domain import AttemptRecord, Status, Transition
 
 LEASE_EXPIRED = "lease expired (worker stopped or crashed mid-send)"
 
@@ -201,6 +200,18 @@ def transition_fields(t: Transition, now: datetime) -> dict[str, Any]:
     }
 
 
+def transition_columns(transitions: Sequence[Transition], now: datetime) -> dict[str, list[Any]]:
+    """Return the ``all_<field>`` arrays ``FINISH_BATCH`` binds (see ``TRANSITION``), one list
+    per column, read straight off the transitions."""
+    columns = {
+        f"all_{name}": list(map(attrgetter(name), transitions)) for name in _FIELDS if name != "status"
+    }
+    columns["all_status"] = [t.status.value for t in transitions]
+    columns["all_next_attempt_at"] = [_next_attempt_at(t, now) for t in transitions]
+    columns["all_refund"] = [t.refund_attempt for t in transitions]
+    return columns
+
+
 def _next_attempt_at(transition: Transition, now: datetime) -> datetime | None:
     """Return when the row is due next: the given time, else ``now`` for a retry; None keeps it.
 
@@ -211,15 +222,6 @@ def _next_attempt_at(transition: Transition, now: datetime) -> datetime | None:
     if transition.status is Status.PENDING and not transition.refund_attempt:
         return now
     return None
-
-
-_MESSAGE_COLUMNS = [field.name for field in fields(Message) if field.name != "status"]
-
-
-def from_row(row: Row[Any]) -> Message:
-    """Turn one ``messages`` row into a ``Message``."""
-    values = row._mapping
-    return Message(status=Status(values["status"]), **{name: values[name] for name in _MESSAGE_COLUMNS})
 
 
 # --- Attempt history and rescue (issue 3) ----------------------------------------------------
@@ -269,8 +271,14 @@ def attempt_fields(record: AttemptRecord, *, applied: bool) -> dict[str, Any]:
     }
 
 
-def attempt_from_row(row: Row[Any]) -> AttemptRecord:
-    """Turn one ``message_attempts`` row into an ``AttemptRecord``."""
-    values = row._mapping
-    fields_ = {name: values[name] for name in ATTEMPT_FIELDS if name != "outcome"}
-    return AttemptRecord(outcome=AttemptOutcome(values["outcome"]), **fields_)
+def attempt_columns(records: Sequence[AttemptRecord], applied: Sequence[bool]) -> dict[str, list[Any]]:
+    """Return the ``a_<field>`` arrays ``INSERT_ATTEMPTS_PG`` binds: one list per column, read
+    straight off the records (no dict per record: a batch holds 1,000 of them)."""
+    columns = {
+        f"a_{name}": list(map(attrgetter(name), records))
+        for name in ATTEMPT_FIELDS
+        if name not in ("outcome", "applied")
+    }
+    columns["a_outcome"] = [r.outcome.value for r in records]
+    columns["a_applied"] = list(applied)
+    return columns

@@ -2,13 +2,14 @@
 
 One ``SqlMessageStore`` serves PostgreSQL and SQLite. The hot claim and finish statements
 are built in ``sql_statements.py``; rows become ``Message`` objects in one place,
-``sql_statements.from_row``.
+``sql_rows.from_row``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sms_dispatch.adapters.sql_listing import SqlListing
 from sms_dispatch.adapters.sql_operations import SqlOperations
+from sms_dispatch.adapters.sql_rows import from_row, from_rows
 from sms_dispatch.adapters.sql_send_budget import SqlSendBudget
 from sms_dispatch.adapters.sql_statements import (
     ATTEMPT_FIELDS,
@@ -32,12 +34,11 @@ from sms_dispatch.adapters.sql_statements import (
     LOCK_EXPIRED_SQLITE,
     RELEASED,
     RESCUE_LOCK_KEY,
-    TRANSITION,
+    attempt_columns,
     attempt_fields,
-    from_row,
     sqlite_batch,
     sqlite_rows,
-    transition_fields,
+    transition_columns,
 )
 from sms_dispatch.adapters.sql_upkeep import SqlUpkeep
 from sms_dispatch.adapters.tables import (
@@ -53,6 +54,7 @@ from sms_dispatch.ports import SchedulerState
 
 _m = messages
 _live = _m.c.deleted_at.is_(None)
+_due_order = attrgetter("next_attempt_at", "id")
 
 
 class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
@@ -108,10 +110,10 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         params = {"now": now, "claim_limit": limit, "lease_until": lease_until}
         params |= {"claim_token": claim_token, "claimed_by": claimed_by}
         async with self._engine.begin() as connection:
-            rows = (await connection.execute(statement, params)).all()
+            result = await connection.execute(statement, params)
+            claimed = from_rows(result.all(), list(result.keys()))
         # RETURNING promises no order.
-        oldest_first = sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
-        return [from_row(row) for row in oldest_first]
+        return sorted(claimed, key=_due_order)
 
     async def finish(
         self, transitions: Sequence[Transition], *, now: datetime, attempts: Sequence[AttemptRecord] = ()
@@ -136,8 +138,7 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         self, connection: AsyncConnection, transitions: Sequence[Transition], now: datetime
     ) -> set[UUID]:
         """Apply a batch of transitions with one ``UPDATE ... FROM unnest(...)`` (PostgreSQL)."""
-        each = [transition_fields(t, now) for t in transitions]
-        params: dict[str, Any] = {f"all_{name}": [e[name] for e in each] for name in TRANSITION}
+        params: dict[str, Any] = transition_columns(transitions, now)
         result = await connection.execute(FINISH_BATCH, {**params, "finished_at": now})
         return {row.id for row in result}
 
@@ -171,11 +172,11 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         """Insert attempt records in one statement; with ``applied``, only those ids count as applied."""
         if not records:
             return
-        each = [attempt_fields(r, applied=applied is None or r.message_id in applied) for r in records]
+        flags = [applied is None or r.message_id in applied for r in records]
         if self._postgres:
-            params = {f"a_{name}": [e[name] for e in each] for name in ATTEMPT_FIELDS}
-            await connection.execute(INSERT_ATTEMPTS_PG, params)
+            await connection.execute(INSERT_ATTEMPTS_PG, attempt_columns(records, flags))
         else:
+            each = [attempt_fields(r, applied=flag) for r, flag in zip(records, flags, strict=True)]
             await connection.execute(INSERT_ATTEMPTS_SQLITE, {"batch": sqlite_rows(each, ATTEMPT_FIELDS)})
 
     async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
