@@ -77,7 +77,7 @@ async def main_async(args: argparse.Namespace) -> int:
     body += ["", f"The script costs the client {ratio:.1f}x less CPU per key."]
     print("\n".join(body))
     command = " ".join(["bench/redis_cache.py", *sys.argv[1:]])
-    path = await write_results("redis_cache", "Redis: writing a batch of sent-message keys", body, command)
+    path = await write_results(args.output, "Redis: writing a batch of sent-message keys", body, command)
     print(f"\nwritten to {path}")
     return 0
 
@@ -86,6 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--output", default="redis_cache", help="results file name under bench/results/")
     return asyncio.run(main_async(parser.parse_args()))
 
 

@@ -4,7 +4,8 @@
 
 In order: ``throughput.py`` (drain against the peers, cores, latency-bound, memory on
 1,000,000 messages), ``pickup.py`` (insert-to-provider latency, idle CPU), ``listing.py``
-(listings on 1,000,000 sent rows) and ``http_clients.py`` (aiohttp against httpx). Each writes
+(listings on 1,000,000 sent rows), ``redis_cache.py`` (a batch of cache keys: pipeline against
+one script call) and ``http_clients.py`` (aiohttp against httpx). Each writes
 its own ``bench/results/<name>.md``; ``--quick`` makes every one a small smoke run (and writes
 ``bench/results/quick-<name>.md`` instead, leaving the recorded results alone).
 ``make bench`` runs this after installing the peers (uv group ``bench``).
@@ -29,6 +30,7 @@ def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
         ("throughput", ["--memory", "--output", f"{prefix}throughput", *(["--quick"] if quick else [])]),
         ("pickup", ["--output", f"{prefix}pickup", *(["--quick"] if quick else [])]),
         ("listing", ["--quick", "--no-write"] if quick else []),
+        ("redis_cache", ["--rounds", "5", "--output", f"{prefix}redis_cache"] if quick else []),
         (
             "http_clients",
             ["--requests", "300", "--output", str(RESULTS / "quick-http_clients.md")] if quick else [],
