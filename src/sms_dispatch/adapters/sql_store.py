@@ -140,7 +140,7 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         """Apply a batch of transitions with one ``UPDATE ... FROM unnest(...)`` (PostgreSQL)."""
         params: dict[str, Any] = transition_columns(transitions, now)
         result = await connection.execute(FINISH_BATCH, {**params, "finished_at": now})
-        return {row.id for row in result}
+        return set(result.scalars())
 
     async def _finish_in_one_sqlite_statement(
         self, connection: AsyncConnection, transitions: Sequence[Transition], now: datetime
