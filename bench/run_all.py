@@ -27,7 +27,12 @@ def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
     """Return (name, arguments, results file) for every benchmark."""
     prefix = "quick-" if quick else ""
     runs = [
-        ("throughput", ["--memory", "--output", f"{prefix}throughput", *(["--quick"] if quick else [])]),
+        (
+            "throughput",
+            ["--memory", "--output", f"{prefix}throughput", "--quick"]
+            if quick
+            else ["--memory", "--repeat", "3", "--peer-messages", "20000", "--output", "throughput"],
+        ),
         ("pickup", ["--output", f"{prefix}pickup", *(["--quick"] if quick else [])]),
         ("listing", ["--quick", "--no-write"] if quick else []),
         ("redis_cache", ["--rounds", "5", "--output", f"{prefix}redis_cache"] if quick else []),
