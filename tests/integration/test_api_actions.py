@@ -206,10 +206,10 @@ async def test_bulk_retry_honours_recipient_status_and_limit(
 
 
 async def test_bulk_retry_honours_the_time_window(client: httpx.AsyncClient, services: Services) -> None:
-    """since/until bound the creation time; a naive time is read as UTC."""
+    """since/until bound the creation time (RFC 3339 with a zone, as on the listings)."""
     [early] = await dead_letters(client, services, 1)
     created = (await shown(client, early))["createdAt"]
-    later = await client.post("/messages/retry", json={"since": "2999-01-01T00:00:00"})
+    later = await client.post("/messages/retry", json={"since": "2999-01-01T03:00:00+03:00"})
     assert later.json()["data"] == {"retried": 0}
     window = {"since": created, "until": "2999-01-01T00:00:00Z"}
     assert (await client.post("/messages/retry", json=window)).json()["data"] == {"retried": 1}
@@ -224,6 +224,8 @@ async def test_bulk_retry_honours_the_time_window(client: httpx.AsyncClient, ser
         ({"limit": 10_001}, "limit"),
         ({"to": "12345"}, "to"),
         ({"since": "yesterday"}, "since"),
+        ({"since": "2026-01-01T00:00:00"}, "since"),
+        ({"until": 1767225600}, "until"),
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
         ({"everything": True}, "everything"),
     ],

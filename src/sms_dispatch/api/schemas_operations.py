@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sms_dispatch.api.rfc3339 import parse_rfc3339
 from sms_dispatch.domain import AttemptOutcome, AttemptRecord, Status, normalise_recipient
 from sms_dispatch.operations import RETRY_LIMIT_MAX
 from sms_dispatch.ports import InstanceInfo, MessageFilter
@@ -82,8 +83,12 @@ class RetryFilter(BaseModel):
 
     status: Literal["FAILED", "CANCELLED"] = "FAILED"
     to: str | None = Field(None, max_length=64, description="Only messages to this number.")
-    since: datetime | None = Field(None, description="Only messages created at or after this time.")
-    until: datetime | None = Field(None, description="Only messages created before this time.")
+    since: datetime | None = Field(
+        None, description="Only messages created at or after this time (RFC 3339 with a zone)."
+    )
+    until: datetime | None = Field(
+        None, description="Only messages created before this time (RFC 3339 with a zone)."
+    )
     limit: int = Field(RETRY_LIMIT_MAX, ge=1, le=RETRY_LIMIT_MAX, description="The most messages to replay.")
 
     @field_validator("to")
@@ -91,12 +96,13 @@ class RetryFilter(BaseModel):
     def _recipient(cls, value: str | None) -> str | None:
         return None if value is None else normalise_recipient(value)
 
-    @field_validator("since", "until")
+    @field_validator("since", "until", mode="before")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    def _rfc3339(cls, value: object) -> object:
+        # As on the listings: RFC 3339 with its zone; a time without one (or a number) is a 400.
+        if value is None:
+            return None
+        return parse_rfc3339(value if isinstance(value, str) else "")
 
     def to_filter(self) -> MessageFilter:
         """Return the store's filter."""
