@@ -4,26 +4,17 @@ one are refused with an error that names the rule, on PostgreSQL and SQLite."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import URL, Connection, make_url, text
+from sqlalchemy import URL, Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
-    """A SQLite file or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return URL.create("sqlite+aiosqlite", database=str(tmp_path / "status.db"))
-    return make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
 
 
 @pytest.fixture

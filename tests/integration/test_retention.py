@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Table, func, insert, select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.database import create_engine, migrate
@@ -20,25 +19,7 @@ from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
 from sms_dispatch.retention import LOCK_NAME, Pruner, RetentionPolicy
 
-POSTGRES = pytest.param("postgresql", marks=pytest.mark.postgres)
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture(params=["sqlite", POSTGRES])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
-    """A SQLite file and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return URL.create("sqlite+aiosqlite", database=str(tmp_path / "retention.db"))
-    return make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
-
-
-@pytest.fixture
-async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
-    """A migrated engine on each database."""
-    built = create_engine(database_url, pool_size=4)
-    await migrate(built)
-    yield built
-    await built.dispose()
 
 
 async def insert_finished(engine: AsyncEngine, status: str, count: int, *, age: timedelta) -> None:

@@ -6,17 +6,13 @@ an ``executemany`` counting once per parameter set, since that is what the datab
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import pytest
-from sqlalchemy import URL, event, insert, make_url
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import messages
@@ -26,23 +22,6 @@ from sms_dispatch.domain import Outcome, SendResult
 from tests.fakes import RecordingSmsProvider
 
 SIZES = (10, 1000)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
-    """A SQLite file or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return URL.create("sqlite+aiosqlite", database=str(tmp_path / "count.db"))
-    return make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
-
-
-@pytest.fixture
-async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
-    """A migrated engine on each database."""
-    created = create_engine(database_url, pool_size=2)
-    await migrate(created)
-    yield created
-    await created.dispose()
 
 
 class StatementCounter:

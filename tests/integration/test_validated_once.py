@@ -3,38 +3,17 @@ row inserted (or edited) by hand with plain SQL. Migration 0006, on PostgreSQL a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from uuid import UUID
 
-import pytest
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.domain import NewMessage, Status
 from tests.fakes import RecordingSmsProvider
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> URL:
-    """A SQLite file or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return URL.create("sqlite+aiosqlite", database=str(tmp_path / "validated.db"))
-    return make_url(request.getfixturevalue("pg_url")).set(drivername="postgresql+asyncpg")
-
-
-@pytest.fixture
-async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
-    """A migrated engine on each database."""
-    created = create_engine(database_url, pool_size=2)
-    await migrate(created)
-    yield created
-    await created.dispose()
 
 
 def deliverer(store: SqlMessageStore, provider: RecordingSmsProvider) -> Deliverer:
