@@ -22,8 +22,8 @@ from sms_dispatch.keys import sent_message_key, sent_message_ttl_s, sent_message
 _REDIS_FAULTS = (RedisError, OSError)
 
 # All the keys of a batch in one command: ``SET key value EX ttl`` for each KEYS[i] / ARGV[i + 1].
-# redis-py spends about 25 µs of client CPU per command queued in a pipeline; one script call
-# for 1,000 keys costs about 3 µs a key (measured: `bench/redis_cache.py`), and Redis runs the
+# redis-py spends about 27 µs of client CPU per command queued in a pipeline; one script call
+# for 1,000 keys costs about 5 µs a key (measured: `bench/redis_cache.py`), and Redis runs the
 # sets back to back. Chunks of ``SCRIPT_KEYS`` keep each call short on the server.
 _SET_ALL = """
 local ttl = ARGV[1]

@@ -164,13 +164,20 @@ FINISH_BATCH_SQLITE = _finish_statement(_sqlite_json_select(list(TRANSITION)).su
 
 def sqlite_batch(transitions: Sequence[Transition], now: datetime) -> str:
     """Return the JSON that ``FINISH_BATCH_SQLITE`` binds as ``batch`` for these transitions."""
-    return sqlite_rows([transition_fields(t, now) for t in transitions], list(TRANSITION))
+    columns = transition_columns(transitions, now)
+    return sqlite_rows([columns[f"all_{name}"] for name in TRANSITION])
 
 
-def sqlite_rows(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> str:
-    """Return rows as one JSON array of arrays (``names`` order), values as SQLite stores them."""
+def sqlite_attempts(records: Sequence[AttemptRecord], applied: Sequence[bool]) -> str:
+    """Return the JSON that ``INSERT_ATTEMPTS_SQLITE`` binds as ``batch`` for these records."""
+    columns = attempt_columns(records, applied)
+    return sqlite_rows([columns[f"a_{name}"] for name in ATTEMPT_FIELDS])
+
+
+def sqlite_rows(columns: Sequence[Sequence[Any]]) -> str:
+    """Return column lists as one JSON array of rows, values as SQLite stores them."""
     return json.dumps(
-        [[_sqlite_value(row[name]) for name in names] for row in rows],
+        [[_sqlite_value(value) for value in row] for row in zip(*columns, strict=True)],
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -183,21 +190,6 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):  # as ``UtcDateTime`` stores it: naive UTC text, microseconds
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
-
-
-def transition_fields(t: Transition, now: datetime) -> dict[str, Any]:
-    """Return the values finish binds for one transition (see ``TRANSITION``)."""
-    return {
-        "id": t.id,
-        "claim_token": t.claim_token,
-        "status": t.status.value,
-        "message_id": t.message_id,
-        "raw_response": t.raw_response,
-        "last_error": t.last_error,
-        "sent_at": t.sent_at,
-        "next_attempt_at": _next_attempt_at(t, now),
-        "refund": t.refund_attempt,
-    }
 
 
 def transition_columns(transitions: Sequence[Transition], now: datetime) -> dict[str, list[Any]]:
@@ -252,23 +244,6 @@ LOCK_EXPIRED_PG = select(*_EXPIRED_COLUMNS).where(*_EXPIRED).with_for_update(ski
 LOCK_EXPIRED_SQLITE = (
     update(_m).where(*_EXPIRED).values(lease_until=_m.c.lease_until).returning(*_EXPIRED_COLUMNS)
 )
-
-
-def attempt_fields(record: AttemptRecord, *, applied: bool) -> dict[str, Any]:
-    """Return the values one ``message_attempts`` row binds for ``record``, applied or not."""
-    return {
-        "message_id": record.message_id,
-        "attempt": record.attempt,
-        "started_at": record.started_at,
-        "duration_ms": record.duration_ms,
-        "outcome": record.outcome.value,
-        "http_status": record.http_status,
-        "error_class": record.error_class,
-        "error": record.error,
-        "response_excerpt": record.response_excerpt,
-        "instance": record.instance,
-        "applied": applied,
-    }
 
 
 def attempt_columns(records: Sequence[AttemptRecord], applied: Sequence[bool]) -> dict[str, list[Any]]:

@@ -22,7 +22,6 @@ from sms_dispatch.adapters.sql_operations import SqlOperations
 from sms_dispatch.adapters.sql_rows import from_row, from_rows
 from sms_dispatch.adapters.sql_send_budget import SqlSendBudget
 from sms_dispatch.adapters.sql_statements import (
-    ATTEMPT_FIELDS,
     CLAIM_PG,
     CLAIM_SQLITE,
     FINISH_BATCH,
@@ -35,9 +34,8 @@ from sms_dispatch.adapters.sql_statements import (
     RELEASED,
     RESCUE_LOCK_KEY,
     attempt_columns,
-    attempt_fields,
+    sqlite_attempts,
     sqlite_batch,
-    sqlite_rows,
     transition_columns,
 )
 from sms_dispatch.adapters.sql_upkeep import SqlUpkeep
@@ -176,8 +174,7 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         if self._postgres:
             await connection.execute(INSERT_ATTEMPTS_PG, attempt_columns(records, flags))
         else:
-            each = [attempt_fields(r, applied=flag) for r, flag in zip(records, flags, strict=True)]
-            await connection.execute(INSERT_ATTEMPTS_SQLITE, {"batch": sqlite_rows(each, ATTEMPT_FIELDS)})
+            await connection.execute(INSERT_ATTEMPTS_SQLITE, {"batch": sqlite_attempts(records, flags)})
 
     async def rescue_expired(self, *, now: datetime, max_attempts: int, retry_delay_s: float) -> int:
         """Return SENDING rows whose lease ended to PENDING (or FAILED when out of attempts).

@@ -15,19 +15,21 @@ from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.service import MessageService
 
 
-async def _services(request: Request) -> Services:
+def _services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
+async def _services(request: Request) -> Services:
+    return _services_of(request)
+
+
 async def _messages(request: Request) -> MessageService:
-    services: Services = request.app.state.services
-    return services.messages
+    return _services_of(request).messages
 
 
 async def _dispatcher(request: Request) -> Dispatcher:
-    services: Services = request.app.state.services
-    return services.dispatcher
+    return _services_of(request).dispatcher
 
 
 ServicesDep = Annotated[Services, Depends(_services)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -103,7 +102,7 @@ class ServiceMetrics:
             ["outcome", "status_class"],
             registry=registry,
         )
-        self._send_counters: dict[tuple[Outcome, str], Any] = {}  # labels() once per pair, not per send
+        self._send_counters: dict[tuple[Outcome, str], Counter] = {}  # labels() once per pair, not per send
         self.send_duration = Histogram(
             f"{PREFIX}_send_duration_seconds",
             "Time of one provider call.",
