@@ -17,6 +17,7 @@ from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
+from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.clock import SystemClock
@@ -26,7 +27,7 @@ from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.metrics import ServiceMetrics
 from sms_dispatch.operations import OperatorActions
-from sms_dispatch.ports import Clock, NewMessageSignal, SentCache
+from sms_dispatch.ports import Clock, NewMessageSignal, SentCache, SmsProvider
 from sms_dispatch.pump import Pump
 from sms_dispatch.retention import Pruner, RetentionPolicy
 from sms_dispatch.service import MessageService
@@ -94,14 +95,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             log.warning(
                 "SMS_PROVIDER_URL is not set: sending to the built-in provider simulator", url=provider_url
             )
-        session = create_provider_session(max_connections=settings.message_max_workers)
-        stack.push_async_callback(session.close)
-        provider = WebhookSmsProvider(
-            session,
-            url=provider_url,
-            auth_key=settings.sms_provider_key.get_secret_value(),
-            idempotency_header=settings.provider_idempotency_header,
-        )
+        provider = _open_provider(settings, provider_url, stack)
 
         messages = MessageService(
             store=store, cache=cache, clock=clock, max_length=settings.message_max_length
@@ -212,3 +206,15 @@ async def _open_cache(settings: Settings, clock: Clock, stack: contextlib.AsyncE
     if not await cache.ping():
         log.warning("Redis does not answer; sending goes on and cache writes are counted as failed")
     return cache
+
+
+def _open_provider(settings: Settings, url: str, stack: contextlib.AsyncExitStack) -> SmsProvider:
+    auth_key = settings.sms_provider_key.get_secret_value()
+    header = settings.provider_idempotency_header
+    if settings.provider_http_client == "aiohttp":
+        session = create_provider_session(max_connections=settings.message_max_workers)
+        stack.push_async_callback(session.close)
+        return WebhookSmsProvider(session, url=url, auth_key=auth_key, idempotency_header=header)
+    client = create_reqwest_client(max_connections=settings.message_max_workers)
+    stack.push_async_callback(client.close)
+    return ReqwestSmsProvider(client, url=url, auth_key=auth_key, idempotency_header=header)

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     sms_provider_url: str | None = Field(None, alias="SMS_PROVIDER_URL")
     sms_provider_key: SecretStr = Field(SecretStr(""), alias="SMS_PROVIDER_KEY")
     provider_idempotency_header: str = Field("Idempotency-Key", alias="PROVIDER_IDEMPOTENCY_HEADER")
+    provider_http_client: Literal["pyreqwest", "aiohttp"] = Field("pyreqwest", alias="PROVIDER_HTTP_CLIENT")
 
     scheduler_interval_s: Seconds = Field(120.0, alias="SCHEDULER_INTERVAL")
     scheduler_batch_timeout_s: PositiveSeconds = Field(10.0, alias="SCHEDULER_BATCH_TIMEOUT")

@@ -1,8 +1,8 @@
-"""Fixtures of the integration tests that run the same test on SQLite and PostgreSQL."""
+"""Fixtures of the integration tests: the same test on SQLite and PostgreSQL, on both HTTP clients."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,12 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.database import create_engine, migrate
+from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
+from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
+from sms_dispatch.ports import SmsProvider
+
+PROVIDER_AUTH_KEY = "INS.me1x9uMcyYGlhKKQVPoc.bO3j9aZwRTOcA2Ywo"
+"""The key the provider tests' simulators accept."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -27,3 +33,35 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     await migrate(created)
     yield created
     await created.dispose()
+
+
+ProviderFactory = Callable[..., SmsProvider]
+CLIENTS = ["pyreqwest", "aiohttp"]
+
+
+@pytest.fixture(params=CLIENTS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Each test runs once per HTTP client."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_provider(client_kind: str) -> AsyncIterator[ProviderFactory]:
+    """Build providers on one pooled client of ``client_kind``, closed after the test."""
+    make: ProviderFactory
+    if client_kind == "aiohttp":
+        session = create_provider_session(max_connections=8)
+
+        def make(url: str, auth_key: str = PROVIDER_AUTH_KEY) -> SmsProvider:
+            return WebhookSmsProvider(session, url=url, auth_key=auth_key)
+
+        yield make
+        await session.close()
+        return
+    client = create_reqwest_client(max_connections=8)
+
+    def make(url: str, auth_key: str = PROVIDER_AUTH_KEY) -> SmsProvider:
+        return ReqwestSmsProvider(client, url=url, auth_key=auth_key)
+
+    yield make
+    await client.close()

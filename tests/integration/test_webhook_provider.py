@@ -1,4 +1,4 @@
-"""WebhookSmsProvider against the real simulator over HTTP on 127.0.0.1."""
+"""Both provider clients (pyreqwest and aiohttp) against the real simulator over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
 
-from sms_dispatch.adapters.webhook_provider import (
-    WebhookSmsProvider,
-    create_provider_session,
-    parse_retry_after,
-)
+from sms_dispatch.adapters.provider_answers import parse_retry_after
 from sms_dispatch.domain import Message, Outcome, Status
+from sms_dispatch.ports import SmsProvider
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
+from tests.integration.conftest import PROVIDER_AUTH_KEY, ProviderFactory
 
-AUTH_KEY = "INS.me1x9uMcyYGlhKKQVPoc.bO3j9aZwRTOcA2Ywo"
+AUTH_KEY = PROVIDER_AUTH_KEY
 TIMEOUT_S = 2.0
+# The exception each client names in the error text.
+CONNECT_ERROR = {"aiohttp": "ClientConnectorError", "pyreqwest": "ConnectError"}
+RESET_ERROR = {
+    "aiohttp": "ServerDisconnectedError",
+    "pyreqwest": "ConnectError: connection error: error sending request",
+}
 
 
 def make_message(to: str = "+905551111111", content: str = "Insider - Project") -> Message:
@@ -45,17 +48,9 @@ async def simulator() -> AsyncIterator[RunningSimulator]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The pooled provider session, closed after the test."""
-    client_session = create_provider_session(max_connections=8)
-    yield client_session
-    await client_session.close()
-
-
-@pytest.fixture
-def provider(simulator: RunningSimulator, session: aiohttp.ClientSession) -> WebhookSmsProvider:
+def provider(simulator: RunningSimulator, make_provider: ProviderFactory) -> SmsProvider:
     """The provider adapter pointed at the simulator with the right key."""
-    return WebhookSmsProvider(session, url=simulator.url, auth_key=AUTH_KEY)
+    return make_provider(simulator.url)
 
 
 def with_faults(simulator: RunningSimulator, **knobs: object) -> None:
@@ -71,7 +66,7 @@ def closed_port() -> int:
 
 
 async def test_accepted_message_is_delivered_with_the_provider_id(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """A 202 with a messageId is DELIVERED with that id, the status and the raw body."""
     result = await provider.send(make_message(), timeout_s=TIMEOUT_S)
@@ -89,7 +84,7 @@ async def test_accepted_message_is_delivered_with_the_provider_id(
 
 
 async def test_request_carries_exactly_to_and_content(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """The body is exactly ``{"to", "content"}`` as JSON, non-ASCII text included."""
     await provider.send(make_message(content="Merhaba dünya, şimdi"), timeout_s=TIMEOUT_S)
@@ -99,7 +94,7 @@ async def test_request_carries_exactly_to_and_content(
 
 
 async def test_request_carries_auth_key_and_message_id_as_idempotency_key(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """The request sends JSON with x-ins-auth-key and the message id as Idempotency-Key."""
     message = make_message()
@@ -112,7 +107,7 @@ async def test_request_carries_auth_key_and_message_id_as_idempotency_key(
     assert received.idempotency_key == str(message.id)
 
 
-async def test_server_error_is_retryable(provider: WebhookSmsProvider, simulator: RunningSimulator) -> None:
+async def test_server_error_is_retryable(provider: SmsProvider, simulator: RunningSimulator) -> None:
     """A 500 answer is RETRYABLE and keeps the status."""
     with_faults(simulator, error_rate=1.0)
 
@@ -124,7 +119,7 @@ async def test_server_error_is_retryable(provider: WebhookSmsProvider, simulator
 
 
 async def test_rate_limit_is_retryable_after_the_given_seconds(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """A 429 with ``Retry-After: 7`` is RETRYABLE after 7 seconds."""
     with_faults(simulator, error_rate=1.0, error_status=429, retry_after_s=7)
@@ -136,9 +131,7 @@ async def test_rate_limit_is_retryable_after_the_given_seconds(
     assert result.retry_after_s == 7
 
 
-async def test_hang_past_the_timeout_is_retryable(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
-) -> None:
+async def test_hang_past_the_timeout_is_retryable(provider: SmsProvider, simulator: RunningSimulator) -> None:
     """A provider that does not answer within the timeout gives a RETRYABLE timeout."""
     with_faults(simulator, hang_rate=1.0)
 
@@ -150,7 +143,7 @@ async def test_hang_past_the_timeout_is_retryable(
 
 
 async def test_connection_reset_is_retryable(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator, client_kind: str
 ) -> None:
     """A connection dropped without an answer is RETRYABLE, naming the error class."""
     with_faults(simulator, reset_rate=1.0)
@@ -159,14 +152,14 @@ async def test_connection_reset_is_retryable(
 
     assert result.outcome is Outcome.RETRYABLE
     assert result.error is not None
-    assert "ServerDisconnectedError" in result.error
+    assert RESET_ERROR[client_kind] in result.error
 
 
 async def test_wrong_auth_key_is_permanent(
-    session: aiohttp.ClientSession, simulator: RunningSimulator
+    make_provider: ProviderFactory, simulator: RunningSimulator
 ) -> None:
     """A 403 for a wrong key is PERMANENT: the provider rejected the message."""
-    wrong = WebhookSmsProvider(session, url=simulator.url, auth_key="not-the-key")
+    wrong = make_provider(simulator.url, auth_key="not-the-key")
 
     result = await wrong.send(make_message(), timeout_s=TIMEOUT_S)
 
@@ -176,7 +169,7 @@ async def test_wrong_auth_key_is_permanent(
     assert result.error.startswith("provider rejected the message: HTTP 403")
 
 
-async def test_bad_request_is_permanent(provider: WebhookSmsProvider, simulator: RunningSimulator) -> None:
+async def test_bad_request_is_permanent(provider: SmsProvider, simulator: RunningSimulator) -> None:
     """A 400 is PERMANENT."""
     with_faults(simulator, error_rate=1.0, error_status=400)
 
@@ -187,7 +180,7 @@ async def test_bad_request_is_permanent(provider: WebhookSmsProvider, simulator:
 
 
 async def test_accepted_without_message_id_is_permanent_and_keeps_the_body(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """A 202 whose body is not JSON is PERMANENT (not retried) and keeps the raw body."""
     with_faults(simulator, broken_body_rate=1.0)
@@ -202,7 +195,7 @@ async def test_accepted_without_message_id_is_permanent_and_keeps_the_body(
 
 
 async def test_slow_answer_within_the_timeout_is_delivered(
-    provider: WebhookSmsProvider, simulator: RunningSimulator
+    provider: SmsProvider, simulator: RunningSimulator
 ) -> None:
     """An answer 200 ms late, within a 2 s timeout, is DELIVERED."""
     with_faults(simulator, latency_ms=200)
@@ -223,7 +216,7 @@ async def test_slow_answer_within_the_timeout_is_delivered(
     ],
 )
 async def test_error_text_never_contains_the_auth_key(
-    provider: WebhookSmsProvider, simulator: RunningSimulator, knobs: dict[str, object]
+    provider: SmsProvider, simulator: RunningSimulator, knobs: dict[str, object]
 ) -> None:
     """No failure's error text or kept body reveals the auth key."""
     with_faults(simulator, **knobs)
@@ -236,16 +229,16 @@ async def test_error_text_never_contains_the_auth_key(
 
 
 async def test_closed_port_is_a_retryable_connection_error(
-    session: aiohttp.ClientSession,
+    make_provider: ProviderFactory, client_kind: str
 ) -> None:
     """A provider URL nobody listens on is RETRYABLE with the connection error named."""
-    dead = WebhookSmsProvider(session, url=f"http://127.0.0.1:{closed_port()}/", auth_key=AUTH_KEY)
+    dead = make_provider(f"http://127.0.0.1:{closed_port()}/")
 
     result = await dead.send(make_message(), timeout_s=TIMEOUT_S)
 
     assert result.outcome is Outcome.RETRYABLE
     assert result.error is not None
-    assert "ClientConnectorError" in result.error
+    assert CONNECT_ERROR[client_kind] in result.error
     assert AUTH_KEY not in result.error
 
 

@@ -1,36 +1,19 @@
-"""The webhook SMS provider over aiohttp: one pooled keep-alive session, answers classified.
+"""The webhook SMS provider over aiohttp (``PROVIDER_HTTP_CLIENT=aiohttp``).
 
-aiohttp was chosen by measurement (``bench/http_clients.py``): httpx's pool collapses as
-concurrency grows, aiohttp holds its rate.
-
-How an answer is classified (``send`` never raises for provider faults), with its error class:
-
-    2xx with a JSON ``messageId``           DELIVERED
-    2xx without one                         PERMANENT  bad_response (the provider may have sent it)
-    408, 429, 5xx                           RETRYABLE  http_4xx, http_429, http_5xx (Retry-After honoured)
-    other status                            PERMANENT  http_4xx (or http_3xx, ...)
-    timeout                                 RETRYABLE  timeout
-    connection error or reset               RETRYABLE  connection
+The default client is pyreqwest (``reqwest_provider.py``), which costs less CPU per request
+once many are in flight (``bench/http_clients.py``); this one is kept as the pure-Python choice. Both send the
+same request and classify answers the same way (``provider_answers.py``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
-import orjson
 
-from sms_dispatch.domain import Message, Outcome, SendResult
-
-RAW_RESPONSE_LIMIT = 2_000
-_SNIPPET_LIMIT = 200
-_RETRYABLE_STATUSES = frozenset({408, 429})
-# Short keys would redact innocent text; real provider keys are much longer than this.
-_MIN_REDACTED_KEY_LENGTH = 4
+from sms_dispatch.adapters.provider_answers import ProviderAnswers, parse_retry_after
+from sms_dispatch.domain import Message, SendResult
 
 
 class WebhookSmsProvider:
@@ -46,22 +29,17 @@ class WebhookSmsProvider:
     ) -> None:
         self._session = session
         self._url = url
-        self._auth_key = auth_key
-        self._idempotency_header = idempotency_header
-        self._headers = {"Content-Type": "application/json", "x-ins-auth-key": auth_key}
+        self._answers = ProviderAnswers(auth_key=auth_key, idempotency_header=idempotency_header)
         self._timeout = aiohttp.ClientTimeout(total=5.0)
 
     async def send(self, message: Message, *, timeout_s: float) -> SendResult:
         """Send one message and classify the answer; never raises for provider faults."""
-        headers = {**self._headers, self._idempotency_header: str(message.id)}
-        # orjson: the same compact UTF-8 JSON as json.dumps(ensure_ascii=False), at a fraction of
-        # the cost on the hot path (the Content-Type header is already in ``headers``).
-        request_body = orjson.dumps({"to": message.to, "content": message.content})
+        answers = self._answers
         try:
             async with self._session.post(
                 self._url,
-                data=request_body,
-                headers=headers,
+                data=answers.body(message),
+                headers=answers.headers(message),
                 timeout=self._timeout_for(timeout_s),
                 allow_redirects=False,
             ) as response:
@@ -69,103 +47,16 @@ class WebhookSmsProvider:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
         except TimeoutError:  # asyncio.TimeoutError and aiohttp.ServerTimeoutError alike
-            return SendResult(
-                Outcome.RETRYABLE, error=f"timed out after {float(timeout_s)}s", error_class="timeout"
-            )
+            return answers.timed_out(timeout_s)
         except (aiohttp.ClientError, OSError) as exc:
-            return SendResult(Outcome.RETRYABLE, error=self._redact(_describe(exc)), error_class="connection")
-        return self._classify(status, body, retry_after)
-
-    def _classify(self, status: int, body: bytes, retry_after: str | None) -> SendResult:
-        text = self._redact(body.decode("utf-8", errors="replace"))
-        raw = text[:RAW_RESPONSE_LIMIT]
-        snippet = text[:_SNIPPET_LIMIT]
-        if 200 <= status < 300:
-            message_id = _message_id(body)
-            if message_id is not None:
-                return SendResult(
-                    Outcome.DELIVERED,
-                    provider_message_id=message_id,
-                    http_status=status,
-                    raw_response=raw,
-                )
-            return SendResult(
-                Outcome.PERMANENT,
-                http_status=status,
-                raw_response=raw,
-                error=f"provider answered {status} but the body has no messageId: {snippet!r}",
-                error_class="bad_response",
-            )
-        if status >= 500 or status in _RETRYABLE_STATUSES:
-            return SendResult(
-                Outcome.RETRYABLE,
-                http_status=status,
-                raw_response=raw,
-                error=f"provider answered HTTP {status}: {snippet}",
-                retry_after_s=parse_retry_after(retry_after, now=datetime.now(UTC)),
-                error_class=error_class(status),
-            )
-        return SendResult(
-            Outcome.PERMANENT,
-            http_status=status,
-            raw_response=raw,
-            error=f"provider rejected the message: HTTP {status} {snippet}",
-            error_class=error_class(status),
-        )
+            return answers.connection_failed(exc)
+        return answers.classify(status, body, retry_after)
 
     def _timeout_for(self, timeout_s: float) -> aiohttp.ClientTimeout:
         # Callers almost always pass the same timeout: reuse the last one rather than build one.
         if self._timeout.total != timeout_s:
             self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         return self._timeout
-
-    def _redact(self, text: str) -> str:
-        if len(self._auth_key) >= _MIN_REDACTED_KEY_LENGTH:
-            return text.replace(self._auth_key, "***")
-        return text
-
-
-def _message_id(body: bytes) -> str | None:
-    try:
-        parsed = orjson.loads(body)
-    except ValueError:  # also UnicodeDecodeError
-        return None
-    if isinstance(parsed, dict):
-        message_id = parsed.get("messageId")
-        if isinstance(message_id, str) and message_id:
-            return message_id
-    return None
-
-
-def error_class(status: int) -> str:
-    """Return the error class of an HTTP status: ``http_429``, else ``http_4xx``, ``http_5xx``, ..."""
-    return "http_429" if status == 429 else f"http_{status // 100}xx"
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc)
-    name = type(exc).__name__
-    return f"connection failed: {name}: {detail}" if detail else f"connection failed: {name}"
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Return the ``Retry-After`` wait in seconds (delta-seconds or HTTP-date), or None if bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP-date is always GMT
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
 
 
 def create_provider_session(*, max_connections: int) -> aiohttp.ClientSession:
@@ -188,3 +79,6 @@ def create_provider_session(*, max_connections: int) -> aiohttp.ClientSession:
         headers={"User-Agent": "sms-dispatch"},
         raise_for_status=False,
     )
+
+
+__all__ = ["WebhookSmsProvider", "create_provider_session", "parse_retry_after"]
