@@ -1,4 +1,4 @@
-"""Measure the provider call with aiohttp and with httpx, side by side.
+"""Measure the provider call with pyreqwest, aiohttp and httpx, side by side.
 
 The provider simulator runs in a separate process (on uvloop), so this process's CPU is
 the client's alone; the simulator's load is reported beside it. For each client, event
@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import uvloop
 
+from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
 from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.domain import Message, Outcome, Status
 
@@ -128,6 +129,21 @@ async def with_aiohttp(url: str, concurrency: int, run: Callable[[Send], Awaitab
         await session.close()
 
 
+async def with_pyreqwest(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
+    """Measure ReqwestSmsProvider on its pooled pyreqwest client (the service's default)."""
+    client = create_reqwest_client(max_connections=concurrency)
+    provider = ReqwestSmsProvider(client, url=url, auth_key=AUTH_KEY)
+
+    async def send(message: Message) -> bool:
+        result = await provider.send(message, timeout_s=10.0)
+        return result.outcome is Outcome.DELIVERED and result.http_status == 202
+
+    try:
+        return await run(send)
+    finally:
+        await client.close()
+
+
 async def with_httpx(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
     """Measure httpx.AsyncClient doing the same request and the same checks."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -148,7 +164,7 @@ async def with_httpx(url: str, concurrency: int, run: Callable[[Send], Awaitable
         return await run(send)
 
 
-CLIENTS = {"aiohttp": with_aiohttp, "httpx": with_httpx}
+CLIENTS = {"pyreqwest": with_pyreqwest, "aiohttp": with_aiohttp, "httpx": with_httpx}
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "uvloop": uvloop.new_event_loop,
     "asyncio": asyncio.new_event_loop,
@@ -197,7 +213,7 @@ def machine() -> list[str]:
         platform.processor() or "unknown",
     )
     versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("aiohttp", "httpx", "httpcore", "uvloop")
+        f"{name} {metadata.version(name)}" for name in ("pyreqwest", "aiohttp", "httpx", "httpcore", "uvloop")
     )
     return [
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -229,7 +245,7 @@ def main() -> int:
             cell = measure(client, loop, server.pid, url, args, level)
             cells.setdefault((client, loop, level), []).append(cell)
             print(
-                f"  {client:8} {loop:8} c={level:<4} {cell.rate:9,.0f} req/s"
+                f"  {client:9} {loop:8} c={level:<4} {cell.rate:9,.0f} req/s"
                 f" {cell.cpu_us:7.0f} µs CPU/req, simulator at {cell.server_load:4.0%}"
                 f" of a core ({cell.completed} requests)",
                 flush=True,
@@ -259,28 +275,48 @@ def main() -> int:
             for lv in levels
         ]
         lines.append(f"| {client} on {loop} | " + " | ".join(figures) + " |")
-    ratios = ", ".join(
-        f"{median('aiohttp', 'asyncio', lv, rate) / median('httpx', 'asyncio', lv, rate):.0f}x at c={lv}"
-        for lv in levels
-    )
-    lines += ["", f"aiohttp over httpx, both on plain asyncio: {ratios}."]
+
+    def cpu_us(cell: Cell) -> float:
+        return cell.cpu_us
+
+    def ratios(fast: str, slow: str, loop: str, digits: int) -> str:
+        return ", ".join(
+            f"{median(fast, loop, lv, rate) / median(slow, loop, lv, rate):.{digits}f}x at c={lv}"
+            for lv in levels
+        )
+
+    def cpu_shares(one: str, other: str, loop: str) -> str:
+        return ", ".join(
+            f"{median(one, loop, lv, cpu_us) / median(other, loop, lv, cpu_us):.0%} at c={lv}"
+            for lv in levels
+        )
+
+    lines += [
+        "",
+        f"pyreqwest over aiohttp, both on uvloop: {ratios('pyreqwest', 'aiohttp', 'uvloop', 2)};"
+        " pyreqwest's CPU per request as a share of aiohttp's:"
+        f" {cpu_shares('pyreqwest', 'aiohttp', 'uvloop')}.",
+        "",
+        f"aiohttp over httpx, both on plain asyncio: {ratios('aiohttp', 'httpx', 'asyncio', 0)}.",
+    ]
     print("\n" + "\n".join(lines))
 
     command = " ".join(["bench/http_clients.py", *sys.argv[1:]])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        "# HTTP client for the provider call: aiohttp vs httpx\n\n"
-        + "\n".join(machine())
-        + f"\n- command: `.venv/bin/python {command}`\n"
+    notes = [
+        f"- command: `.venv/bin/python {command}`",
         f"- up to {args.requests} requests per cell (capped at {args.max_s:g} s) after one warm-up"
-        f" wave; median of {args.repeat} interleaved round(s); every answer checked to be a 202\n"
-        "- the simulator (aiohttp server on uvloop) runs in its own process; µs CPU is the client process's CPU time per request, sim is the"
-        " simulator process's load (share of its core) during the cell\n"
-        "- aiohttp is measured through `WebhookSmsProvider` on `create_provider_session`;"
-        " httpx with one `AsyncClient` sized to the concurrency, same request and checks\n\n"
-        + "\n".join(lines)
-        + "\n"
-    )
+        f" wave; median of {args.repeat} interleaved round(s); every answer checked to be a 202",
+        "- the simulator (aiohttp server on uvloop) runs in its own process; µs CPU is the client"
+        " process's CPU time per request, sim is the simulator process's load (share of its core)"
+        " during the cell",
+        "- pyreqwest (the service's default client) is measured through `ReqwestSmsProvider` on"
+        " `create_reqwest_client`, aiohttp (`PROVIDER_HTTP_CLIENT=aiohttp`) through"
+        " `WebhookSmsProvider` on `create_provider_session`, each pooled to the concurrency; httpx"
+        " with one `AsyncClient` sized to the concurrency; same request and checks for all three",
+    ]
+    title = "# HTTP client for the provider call: pyreqwest vs aiohttp vs httpx"
+    args.output.write_text("\n".join([title, "", *machine(), *notes, "", *lines]) + "\n")
     print(f"\nwritten to {args.output}")
     return 0
 

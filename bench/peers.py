@@ -1,20 +1,27 @@
 """The contenders sms-dispatch is measured against, each doing the same job per message.
 
-    python bench/peers.py {ceiling,go-loop,pgqueuer,procrastinate} --db URL --sim URL --redis URL
-                          [--workers 64] [--batch 1000]
+    python bench/peers.py {ceiling,ceiling-pyreqwest,go-loop,go-loop-pyreqwest,pgqueuer,procrastinate}
+                          --db URL --sim URL --redis URL [--workers 64] [--batch 1000]
 
 For every PENDING row of the service's ``messages`` table: POST ``{"to", "content"}`` to the
-provider with aiohttp (auth key and idempotency key headers, as the service sends), record the
-provider's ``messageId`` and the send time in the row (status SUCCESS), and set Redis
-``sent_messages:<messageId>`` with a TTL. Each prints ``ready`` once set up (peers also enqueue
-their jobs then, outside the measurement), starts on a ``go`` line on stdin and exits when
-the queue is empty.
+provider (auth key and idempotency key headers, as the service sends; the answer must be a 202
+with a ``messageId``), record the provider's ``messageId`` and the send time in the row (status
+SUCCESS), and set Redis ``sent_messages:<messageId>`` with a TTL. Each prints ``ready`` once set
+up (peers also enqueue their jobs then, outside the measurement), starts on a ``go`` line on
+stdin and exits when the queue is empty.
+
+The provider call is made with aiohttp unless the name ends in ``-pyreqwest``: those run the
+same loop with pyreqwest, the service's own default client (``PROVIDER_HTTP_CLIENT``), with the
+same request and the same checks, so a comparison with the service is not flattered or
+penalised by the HTTP client alone.
 
 - ``ceiling``: the raw loop with no service around it: one claim of ``--batch`` rows, POSTs with
   ``--workers`` in flight, one bulk ``UPDATE ... FROM unnest``, one Redis script call setting
   every key of the batch (as the service does); repeat.
+- ``ceiling-pyreqwest``: the same loop, provider calls with pyreqwest.
 - ``go-loop``: the Go service's algorithm: select a batch, then for each row (``--workers``
   stride workers) send, one UPDATE, one Redis SET; wait for the batch; repeat.
+- ``go-loop-pyreqwest``: the same algorithm, provider calls with pyreqwest.
 - ``pgqueuer``: one PgQueuer job per message (payload: the message id), its QueueManager in
   drain mode, as its README shows (asyncpg driver, one entrypoint).
 - ``procrastinate``: one procrastinate task per message, deferred in one batch, a worker with
@@ -29,13 +36,17 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Literal
 
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 import uvloop
+from pyreqwest.client import ClientBuilder
+
+HttpClient = Literal["aiohttp", "pyreqwest"]
 
 AUTH_KEY = "bench-auth-key"
 TTL_S = 86400
@@ -72,17 +83,40 @@ return #KEYS
 
 
 class Job:
-    """What every contender needs: the provider session, the Redis client, the provider URL."""
+    """What every contender needs: the provider client, the Redis client, the provider URL.
 
-    def __init__(self, sim_url: str, redis_url: str, workers: int) -> None:
-        connector = aiohttp.TCPConnector(limit=workers, limit_per_host=0, keepalive_timeout=30)
-        self.http = aiohttp.ClientSession(connector=connector)
+    ``client`` picks the HTTP client for the provider call: an aiohttp session or a pyreqwest
+    client, each pooled to ``workers`` connections; both send the same request and check the
+    answer the same way.
+    """
+
+    def __init__(self, sim_url: str, redis_url: str, workers: int, client: HttpClient = "aiohttp") -> None:
         self.redis = aioredis.from_url(redis_url, decode_responses=True)
         self.url = sim_url
         self.headers = {"Content-Type": "application/json", "x-ins-auth-key": AUTH_KEY}
+        self.post: Callable[[uuid.UUID, str, str], Awaitable[tuple[str, datetime]]]
+        if client == "aiohttp":
+            connector = aiohttp.TCPConnector(limit=workers, limit_per_host=0, keepalive_timeout=30)
+            self.http = aiohttp.ClientSession(connector=connector)
+            self.post = self.post_aiohttp
+            self.close_http = self.http.close
+        else:
+            # The aiohttp session keeps aiohttp's default total timeout (5 minutes): the same here.
+            self.reqwest = (
+                ClientBuilder()
+                .max_connections(workers)
+                .error_for_status(False)
+                .no_proxy()
+                .timeout(timedelta(minutes=5))
+                .build()
+            )
+            self.post = self.post_reqwest
+            self.close_http = self.reqwest.close
 
-    async def post(self, message_id: uuid.UUID, to: str, content: str) -> tuple[str, datetime]:
-        """POST one message; return the provider's messageId and the send time."""
+    # The two posts are written out alike rather than sharing helpers, so the aiohttp one is
+    # exactly the loop it was and neither pays for an extra call the other does not.
+    async def post_aiohttp(self, message_id: uuid.UUID, to: str, content: str) -> tuple[str, datetime]:
+        """POST one message with aiohttp; return the provider's messageId and the send time."""
         body = json.dumps({"to": to, "content": content}, ensure_ascii=False)
         headers = {**self.headers, "Idempotency-Key": str(message_id)}
         async with self.http.post(self.url, data=body, headers=headers) as answer:
@@ -91,9 +125,20 @@ class Job:
                 raise RuntimeError(f"provider answered {answer.status}: {payload}")
         return payload["messageId"], datetime.now(UTC)
 
+    async def post_reqwest(self, message_id: uuid.UUID, to: str, content: str) -> tuple[str, datetime]:
+        """POST one message with pyreqwest; return the provider's messageId and the send time."""
+        body = json.dumps({"to": to, "content": content}, ensure_ascii=False).encode()
+        headers = {**self.headers, "Idempotency-Key": str(message_id)}
+        request = self.reqwest.post(self.url).headers(headers).body_bytes(body).build()
+        answer = await request.send()
+        payload = json.loads(bytes(await answer.bytes()))
+        if answer.status != 202 or not payload.get("messageId"):
+            raise RuntimeError(f"provider answered {answer.status}: {payload}")
+        return payload["messageId"], datetime.now(UTC)
+
     async def close(self) -> None:
-        """Close the session and the client."""
-        await self.http.close()
+        """Close the HTTP client and the Redis client."""
+        await self.close_http()
         await self.redis.aclose()
 
 
@@ -114,10 +159,10 @@ async def wait_to_close() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
-async def ceiling(args: argparse.Namespace) -> None:
+async def ceiling(args: argparse.Namespace, client: HttpClient = "aiohttp") -> None:
     """Claim, POST, one bulk UPDATE, one Redis pipeline per batch: the loop with nothing around it."""
     pool = await asyncpg.create_pool(args.db, min_size=2, max_size=2)
-    job = Job(args.sim, args.redis, args.workers)
+    job = Job(args.sim, args.redis, args.workers, client)
     set_all = job.redis.register_script(SET_ALL)
     await wait_for_go()
 
@@ -141,10 +186,10 @@ async def ceiling(args: argparse.Namespace) -> None:
     await pool.close()
 
 
-async def go_loop(args: argparse.Namespace) -> None:
+async def go_loop(args: argparse.Namespace, client: HttpClient = "aiohttp") -> None:
     """The Go service's algorithm: a batch select, then per row a send, an UPDATE and a SET."""
     pool = await asyncpg.create_pool(args.db, min_size=10, max_size=10)  # the Go service's pool
-    job = Job(args.sim, args.redis, args.workers)
+    job = Job(args.sim, args.redis, args.workers, client)
     await wait_for_go()
     while rows := await pool.fetch(SELECT_BATCH, args.batch):
         workers = min(args.workers, len(rows))
@@ -234,7 +279,9 @@ async def procrastinate(args: argparse.Namespace) -> None:
 
 CONTENDERS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "ceiling": ceiling,
+    "ceiling-pyreqwest": partial(ceiling, client="pyreqwest"),
     "go-loop": go_loop,
+    "go-loop-pyreqwest": partial(go_loop, client="pyreqwest"),
     "pgqueuer": pgqueuer,
     "procrastinate": procrastinate,
 }
