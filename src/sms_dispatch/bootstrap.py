@@ -95,7 +95,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             log.warning(
                 "SMS_PROVIDER_URL is not set: sending to the built-in provider simulator", url=provider_url
             )
-        provider = _open_provider(settings, provider_url, stack)
+        provider = open_provider(settings, provider_url, stack)
 
         messages = MessageService(
             store=store, cache=cache, clock=clock, max_length=settings.message_max_length
@@ -208,7 +208,8 @@ async def _open_cache(settings: Settings, clock: Clock, stack: contextlib.AsyncE
     return cache
 
 
-def _open_provider(settings: Settings, url: str, stack: contextlib.AsyncExitStack) -> SmsProvider:
+def open_provider(settings: Settings, url: str, stack: contextlib.AsyncExitStack) -> SmsProvider:
+    """Build the provider client ``PROVIDER_HTTP_CLIENT`` names; ``stack`` closes it."""
     auth_key = settings.sms_provider_key.get_secret_value()
     header = settings.provider_idempotency_header
     if settings.provider_http_client == "aiohttp":

@@ -7,6 +7,7 @@ with one line naming the variable (``ConfigError``); nothing is silently default
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,29 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 def _check_api_keys(value: SecretStr | None) -> SecretStr | None:
     if value is not None:
         parse_api_keys(value.get_secret_value())
+    return value
+
+
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _check_provider_url(value: str | None) -> str | None:
+    if value is not None:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+def _check_header_name(value: str) -> str:
+    if not _HEADER_TOKEN.fullmatch(value):
+        raise ValueError("must be an HTTP header name (letters, digits and -, no spaces)")
+    return value
+
+
+def _check_header_value(value: SecretStr) -> SecretStr:
+    if not all(" " <= char <= "~" for char in value.get_secret_value()):
+        raise ValueError("must be printable ASCII: it is sent as the x-ins-auth-key header")
     return value
 
 
@@ -91,9 +115,15 @@ class Settings(BaseSettings):
     redis_db: int = Field(0, ge=0, le=15, alias="REDIS_DB")
     cache_ttl_s: PositiveSeconds = Field(86400.0, alias="CACHE_TTL")
 
-    sms_provider_url: str | None = Field(None, alias="SMS_PROVIDER_URL")
-    sms_provider_key: SecretStr = Field(SecretStr(""), alias="SMS_PROVIDER_KEY")
-    provider_idempotency_header: str = Field("Idempotency-Key", alias="PROVIDER_IDEMPOTENCY_HEADER")
+    sms_provider_url: Annotated[str | None, AfterValidator(_check_provider_url)] = Field(
+        None, alias="SMS_PROVIDER_URL"
+    )
+    sms_provider_key: Annotated[SecretStr, AfterValidator(_check_header_value)] = Field(
+        SecretStr(""), alias="SMS_PROVIDER_KEY"
+    )
+    provider_idempotency_header: Annotated[str, AfterValidator(_check_header_name)] = Field(
+        "Idempotency-Key", alias="PROVIDER_IDEMPOTENCY_HEADER"
+    )
     provider_http_client: Literal["pyreqwest", "aiohttp"] = Field("pyreqwest", alias="PROVIDER_HTTP_CLIENT")
 
     scheduler_interval_s: Seconds = Field(120.0, alias="SCHEDULER_INTERVAL")

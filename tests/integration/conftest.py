@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +13,7 @@ from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
 from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.ports import SmsProvider
-
-PROVIDER_AUTH_KEY = "INS.me1x9uMcyYGlhKKQVPoc.bO3j9aZwRTOcA2Ywo"
-"""The key the provider tests' simulators accept."""
+from tests.integration.provider_clients import CLIENTS, PROVIDER_AUTH_KEY, ProviderFactory
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -33,10 +31,6 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     await migrate(created)
     yield created
     await created.dispose()
-
-
-ProviderFactory = Callable[..., SmsProvider]
-CLIENTS = ["pyreqwest", "aiohttp"]
 
 
 @pytest.fixture(params=CLIENTS)

@@ -10,6 +10,7 @@ import pytest
 
 from sms_dispatch.bootstrap import bootstrap
 from sms_dispatch.config import Settings
+from tests.integration.provider_clients import CLIENTS
 
 pytestmark = pytest.mark.postgres
 
@@ -34,9 +35,17 @@ async def sent(connection: asyncpg.Connection, at_least: int, timeout_s: float =
     return int(count)
 
 
-async def test_continuous_mode_sends_rows_inserted_while_running(pg_url: str) -> None:
-    """With SCHEDULER_INTERVAL=0 every row, those inserted meanwhile too, is sent once."""
-    settings = settings_for(pg_url, SCHEDULER_INTERVAL="0", MESSAGE_BATCH_SIZE="50", MESSAGE_MAX_WORKERS="8")
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_continuous_mode_sends_rows_inserted_while_running(pg_url: str, client: str) -> None:
+    """With SCHEDULER_INTERVAL=0 every row, those inserted meanwhile too, is sent once (each client)."""
+    settings = settings_for(
+        pg_url,
+        SCHEDULER_INTERVAL="0",
+        MESSAGE_BATCH_SIZE="50",
+        MESSAGE_MAX_WORKERS="8",
+        PROVIDER_HTTP_CLIENT=client,
+    )
+    assert settings.provider_http_client == client
     async with bootstrap(settings):
         connection = await asyncpg.connect(pg_url)
         try:

@@ -8,7 +8,7 @@ import pytest
 
 from sms_dispatch.domain import Outcome
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
-from tests.integration.conftest import ProviderFactory
+from tests.integration.provider_clients import ProviderFactory
 from tests.integration.test_webhook_provider import AUTH_KEY, closed_port, make_message
 
 

@@ -14,9 +14,9 @@ from sms_dispatch.adapters.provider_answers import parse_retry_after
 from sms_dispatch.domain import Message, Outcome, Status
 from sms_dispatch.ports import SmsProvider
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
-from tests.integration.conftest import PROVIDER_AUTH_KEY, ProviderFactory
+from tests.integration.provider_clients import PROVIDER_AUTH_KEY, ProviderFactory
 
-AUTH_KEY = PROVIDER_AUTH_KEY
+AUTH_KEY = PROVIDER_AUTH_KEY  # the name the other provider tests import
 TIMEOUT_S = 2.0
 # The exception each client names in the error text.
 CONNECT_ERROR = {"aiohttp": "ClientConnectorError", "pyreqwest": "ConnectError"}

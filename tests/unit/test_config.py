@@ -131,6 +131,11 @@ def test_redis_addr_is_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
         ("API_PORT", "70000", "invalid API_PORT"),
         ("MESSAGE_PER_MESSAGE_TIMEOUT", "0", "must be greater than zero"),
         ("APP_ENV", "staging", "invalid APP_ENV"),
+        ("PROVIDER_HTTP_CLIENT", "curl", "invalid PROVIDER_HTTP_CLIENT='curl'"),
+        ("SMS_PROVIDER_URL", "webhook.site/abc", "must be an http:// or https:// URL with a host"),
+        ("SMS_PROVIDER_URL", "ftp://files.example/x", "invalid SMS_PROVIDER_URL"),
+        ("PROVIDER_IDEMPOTENCY_HEADER", "Idempotency Key", "must be an HTTP header name"),
+        ("SMS_PROVIDER_KEY", "INS.key\twith-a-tab", "invalid SMS_PROVIDER_KEY"),
         ("DATABASE_URL", "mysql://x/y", "must be postgresql:// or sqlite://"),
     ],
 )

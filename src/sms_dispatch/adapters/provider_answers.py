@@ -83,7 +83,7 @@ class ProviderAnswers:
                 error=f"provider answered {status} but the body has no messageId: {snippet!r}",
                 error_class="bad_response",
             )
-        if status >= 500 or status in _RETRYABLE_STATUSES:
+        if self.retryable(status):
             return SendResult(
                 Outcome.RETRYABLE,
                 http_status=status,
@@ -99,6 +99,11 @@ class ProviderAnswers:
             error=f"provider rejected the message: HTTP {status} {snippet}",
             error_class=error_class(status),
         )
+
+    @staticmethod
+    def retryable(status: int) -> bool:
+        """Return True for an HTTP status worth retrying (the only answers whose Retry-After counts)."""
+        return status >= 500 or status in _RETRYABLE_STATUSES
 
     def redact(self, text: str) -> str:
         """Return ``text`` with the auth key masked (an echoing provider must not leak it)."""

@@ -8,7 +8,8 @@ call is the largest share of the dispatcher's CPU. It sends the same request
 as the aiohttp client and classifies answers the same way (``provider_answers.py``).
 
 Like the aiohttp session it follows no redirect, keeps no cookies and ignores proxy variables
-in the environment: the provider URL is called as configured.
+in the environment: the provider URL is called as configured. The per-send timeout bounds
+everything (waiting for a pooled connection, connecting, the answer), as aiohttp's total does.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import RequestError, RequestTimeoutError
+from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
+from pyreqwest.response import Response
 
 from sms_dispatch.adapters.provider_answers import ProviderAnswers
 from sms_dispatch.domain import Message, SendResult
 
 _SESSION_TIMEOUT = timedelta(seconds=30)
-_CONNECT_TIMEOUT = timedelta(seconds=5)
 _IDLE_TIMEOUT = timedelta(seconds=30)
 
 
@@ -48,28 +49,38 @@ class ReqwestSmsProvider:
         answers = self._answers
         if timeout_s != self._timeout_s:  # callers almost always pass the same timeout
             self._timeout_s, self._timeout = timeout_s, timedelta(seconds=timeout_s)
-        request = (
-            self._client.post(self._url)
-            .headers(answers.headers(message))
-            .body_bytes(answers.body(message))
-            .timeout(self._timeout)
-            .build()
-        )
         try:
+            request = (
+                self._client.post(self._url)
+                .headers(answers.headers(message))
+                .body_bytes(answers.body(message))
+                .timeout(self._timeout)
+                .build()
+            )
             response = await request.send()
             body = bytes(await response.bytes())
-        except RequestTimeoutError:
+        except RequestTimeoutError:  # connecting, waiting for a pooled connection or the answer
             return answers.timed_out(timeout_s)
-        except RequestError as exc:
+        except PyreqwestError as exc:  # connection errors and resets; a URL it cannot call
             return answers.connection_failed(exc, _describe(exc))
-        except OSError as exc:
+        except ValueError as exc:  # a header it cannot send (startup checks the settings)
             return answers.connection_failed(exc)
-        return answers.classify(response.status, body, response.get_header("Retry-After"))
+        status = response.status
+        return answers.classify(status, body, _retry_after(response) if answers.retryable(status) else None)
 
 
-def _describe(exc: RequestError) -> str:
+def _retry_after(response: Response) -> str | None:
+    """Return the Retry-After header, or None when absent or not text (pyreqwest raises then)."""
+    try:
+        return response.get_header("Retry-After")
+    except (PyreqwestError, ValueError, RuntimeError):
+        return None
+
+
+def _describe(exc: PyreqwestError) -> str:
     """Return the error and its causes as one line (``str`` would print the details dict)."""
-    causes = [cause["message"] for cause in exc.details.get("causes") or ()]
+    details = getattr(exc, "details", None) or {}
+    causes = [cause["message"] for cause in details.get("causes") or ()]
     return ": ".join([exc.message, *causes])
 
 
@@ -86,7 +97,6 @@ def create_reqwest_client(*, max_connections: int) -> Client:
         .no_proxy()
         .user_agent("sms-dispatch")
         .timeout(_SESSION_TIMEOUT)  # each send passes its own, shorter total timeout
-        .connect_timeout(_CONNECT_TIMEOUT)
         .pool_idle_timeout(_IDLE_TIMEOUT)
         .build()
     )

@@ -2,13 +2,11 @@
 
 The default client is pyreqwest (``reqwest_provider.py``), which costs less CPU per request
 once many are in flight (``bench/http_clients.py``); this one is kept as the pure-Python choice. Both send the
-same request and classify answers the same way (``provider_answers.py``).
+same request and classify answers the same way (``provider_answers.py``); neither follows
+redirects, keeps cookies or reads proxy variables.
 """
 
 from __future__ import annotations
-
-import functools
-import json
 
 import aiohttp
 
@@ -45,7 +43,7 @@ class WebhookSmsProvider:
             ) as response:
                 body = await response.read()
                 status = response.status
-                retry_after = response.headers.get("Retry-After")
+                retry_after = response.headers.get("Retry-After") if answers.retryable(status) else None
         except TimeoutError:  # asyncio.TimeoutError and aiohttp.ServerTimeoutError alike
             return answers.timed_out(timeout_s)
         except (aiohttp.ClientError, OSError) as exc:
@@ -75,7 +73,7 @@ def create_provider_session(*, max_connections: int) -> aiohttp.ClientSession:
         connector=connector,
         # Each send passes its own total timeout; this guards any other use of the session.
         timeout=aiohttp.ClientTimeout(total=30.0, sock_connect=5.0),
-        json_serialize=functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":")),
+        cookie_jar=aiohttp.DummyCookieJar(),  # a provider's or balancer's cookies are not sent back
         headers={"User-Agent": "sms-dispatch"},
         raise_for_status=False,
     )

@@ -1,0 +1,108 @@
+"""How both provider clients build the request and classify answers (``provider_answers.py``), no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from sms_dispatch.adapters.provider_answers import RAW_RESPONSE_LIMIT, ProviderAnswers
+from sms_dispatch.domain import Message, Outcome, Status
+
+KEY = "INS.secret-provider-key"
+
+
+def message() -> Message:
+    """A claimed message as the core hands it to a provider client."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return Message(
+        id=uuid.uuid4(), to="+905551111111", content="Merhaba dünya", status=Status.SENDING,
+        attempts=1, created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def answers(key: str = KEY) -> ProviderAnswers:
+    """The shared request builder and classifier."""
+    return ProviderAnswers(auth_key=key, idempotency_header="Idempotency-Key")
+
+
+def test_the_request_is_compact_utf8_json_with_the_auth_and_idempotency_headers() -> None:
+    """The body is exactly ``{"to", "content"}`` (UTF-8, no escapes); the headers carry key and id."""
+    sent = message()
+    assert answers().body(sent) == '{"to":"+905551111111","content":"Merhaba dünya"}'.encode()
+    assert answers().headers(sent) == {
+        "Content-Type": "application/json",
+        "x-ins-auth-key": KEY,
+        "Idempotency-Key": str(sent.id),
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry_after", "outcome", "error_class"),
+    [
+        (202, b'{"message":"Accepted","messageId":"p-1"}', None, Outcome.DELIVERED, None),
+        (200, b'{"messageId":"p-1"}', None, Outcome.DELIVERED, None),
+        (202, b"<html>ok", None, Outcome.PERMANENT, "bad_response"),
+        (202, b'{"messageId":""}', None, Outcome.PERMANENT, "bad_response"),
+        (202, b'["messageId"]', None, Outcome.PERMANENT, "bad_response"),
+        (202, b"\xff\xfe", None, Outcome.PERMANENT, "bad_response"),
+        (500, b"oops", None, Outcome.RETRYABLE, "http_5xx"),
+        (503, b"", "30", Outcome.RETRYABLE, "http_5xx"),
+        (429, b"", "7", Outcome.RETRYABLE, "http_429"),
+        (408, b"", None, Outcome.RETRYABLE, "http_4xx"),
+        (400, b"bad", None, Outcome.PERMANENT, "http_4xx"),
+        (302, b"", None, Outcome.PERMANENT, "http_3xx"),
+    ],
+)
+def test_each_answer_is_classified_as_the_module_table_says(
+    status: int, body: bytes, retry_after: str | None, outcome: Outcome, error_class: str | None
+) -> None:
+    """Status and body decide the outcome and the error class; Retry-After only when retryable."""
+    result = answers().classify(status, body, retry_after)
+    assert (result.outcome, result.error_class, result.http_status) == (outcome, error_class, status)
+    if outcome is Outcome.DELIVERED:
+        assert result.provider_message_id == "p-1"
+    assert result.retry_after_s == (float(retry_after) if retry_after else None)
+
+
+def test_a_body_echoing_the_key_is_kept_and_reported_without_it() -> None:
+    """A provider that echoes the auth key back never puts it in the error or the kept body."""
+    echoed = orjson.dumps({"error": "bad key", "key": KEY})
+    for status in (500, 403, 202):
+        result = answers().classify(status, echoed, None)
+        assert result.error is not None
+        assert KEY not in result.error
+        assert result.raw_response is not None
+        assert KEY not in result.raw_response
+        assert "***" in result.raw_response
+
+
+def test_a_connection_error_naming_the_key_is_redacted() -> None:
+    """An exception text carrying the key (a URL with it, say) is redacted in the error."""
+    result = answers().connection_failed(OSError(f"cannot reach https://x/?k={KEY}"))
+    assert (result.outcome, result.error_class) == (Outcome.RETRYABLE, "connection")
+    assert result.error == "connection failed: OSError: cannot reach https://x/?k=***"
+
+
+def test_a_very_short_key_is_not_redacted_from_innocent_text() -> None:
+    """A key of under 4 characters would mask ordinary words, so it is left alone."""
+    result = answers(key="ab").classify(500, b"table", None)
+    assert result.raw_response == "table"
+
+
+def test_the_kept_body_is_bounded() -> None:
+    """Only the first RAW_RESPONSE_LIMIT characters of an answer are kept."""
+    result = answers().classify(500, b"x" * (RAW_RESPONSE_LIMIT * 3), None)
+    assert result.raw_response == "x" * RAW_RESPONSE_LIMIT
+
+
+def test_a_timeout_names_the_limit() -> None:
+    """A send with no answer in time is RETRYABLE ``timeout`` naming the limit."""
+    result = answers().timed_out(2)
+    assert (result.outcome, result.error_class, result.error) == (
+        Outcome.RETRYABLE,
+        "timeout",
+        "timed out after 2.0s",
+    )
