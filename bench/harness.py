@@ -393,7 +393,17 @@ async def machine() -> list[str]:
         (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
         platform.processor() or "unknown",
     )
-    names = ("sqlalchemy", "asyncpg", "aiohttp", "redis", "uvloop", "pgqueuer", "procrastinate", "psycopg")
+    names = (
+        "sqlalchemy",
+        "asyncpg",
+        "aiohttp",
+        "pyreqwest",
+        "redis",
+        "uvloop",
+        "pgqueuer",
+        "procrastinate",
+        "psycopg",
+    )
     versions = []
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):

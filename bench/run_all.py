@@ -5,7 +5,7 @@
 In order: ``throughput.py`` (drain against the peers, cores, latency-bound, memory on
 1,000,000 messages), ``pickup.py`` (insert-to-provider latency, idle CPU), ``listing.py``
 (listings on 1,000,000 sent rows), ``redis_cache.py`` (a batch of cache keys: pipeline against
-one script call) and ``http_clients.py`` (aiohttp against httpx). Each writes
+one script call) and ``http_clients.py`` (pyreqwest, aiohttp and httpx). Each writes
 its own ``bench/results/<name>.md``; ``--quick`` makes every one a small smoke run (and writes
 ``bench/results/quick-<name>.md`` instead, leaving the recorded results alone).
 ``make bench`` runs this after installing the peers (uv group ``bench``).
@@ -38,7 +38,9 @@ def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
         ("redis_cache", ["--rounds", "5", "--output", f"{prefix}redis_cache"] if quick else []),
         (
             "http_clients",
-            ["--requests", "300", "--output", str(RESULTS / "quick-http_clients.md")] if quick else [],
+            ["--requests", "300", "--output", str(RESULTS / "quick-http_clients.md")]
+            if quick
+            else ["--repeat", "3"],
         ),
     ]
     return [(name, args, RESULTS / f"{prefix}{name}.md") for name, args in runs]
