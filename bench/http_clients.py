@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 import uvloop
 
+from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
-from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.domain import Message, Outcome, Status
 
 RESULTS = Path(__file__).parent / "results" / "http_clients.md"
@@ -111,9 +111,9 @@ async def drive(send: Send, *, requests: int, concurrency: int, max_s: float) ->
 
 
 async def with_aiohttp(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
-    """Measure WebhookSmsProvider on its pooled aiohttp session."""
-    session = create_provider_session(max_connections=concurrency)
-    provider = WebhookSmsProvider(session, url=url, auth_key=AUTH_KEY)
+    """Measure AiohttpSmsProvider on its pooled aiohttp session."""
+    session = create_aiohttp_session(max_connections=concurrency)
+    provider = AiohttpSmsProvider(session, url=url, auth_key=AUTH_KEY)
 
     async def send(message: Message) -> bool:
         result = await provider.send(message, timeout_s=10.0)
@@ -311,7 +311,7 @@ def main() -> int:
         " during the cell",
         "- pyreqwest (the service's default client) is measured through `ReqwestSmsProvider` on"
         " `create_reqwest_client`, aiohttp (`PROVIDER_HTTP_CLIENT=aiohttp`) through"
-        " `WebhookSmsProvider` on `create_provider_session`, each pooled to the concurrency; httpx"
+        " `AiohttpSmsProvider` on `create_aiohttp_session`, each pooled to the concurrency; httpx"
         " with one `AsyncClient` sized to the concurrency; same request and checks for all three",
     ]
     title = "# HTTP client for the provider call: pyreqwest vs aiohttp vs httpx"

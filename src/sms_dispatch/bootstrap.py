@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
 from sms_dispatch.adapters.sql_store import SqlMessageStore
-from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
@@ -213,9 +213,9 @@ def open_provider(settings: Settings, url: str, stack: contextlib.AsyncExitStack
     auth_key = settings.sms_provider_key.get_secret_value()
     header = settings.provider_idempotency_header
     if settings.provider_http_client == "aiohttp":
-        session = create_provider_session(max_connections=settings.message_max_workers)
+        session = create_aiohttp_session(max_connections=settings.message_max_workers)
         stack.push_async_callback(session.close)
-        return WebhookSmsProvider(session, url=url, auth_key=auth_key, idempotency_header=header)
+        return AiohttpSmsProvider(session, url=url, auth_key=auth_key, idempotency_header=header)
     client = create_reqwest_client(max_connections=settings.message_max_workers)
     stack.push_async_callback(client.close)
     return ReqwestSmsProvider(client, url=url, auth_key=auth_key, idempotency_header=header)

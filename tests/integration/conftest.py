@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
-from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider, create_provider_session
 from sms_dispatch.ports import SmsProvider
 from tests.integration.provider_clients import CLIENTS, PROVIDER_AUTH_KEY, ProviderFactory
 
@@ -44,10 +44,10 @@ async def make_provider(client_kind: str) -> AsyncIterator[ProviderFactory]:
     """Build providers on one pooled client of ``client_kind``, closed after the test."""
     make: ProviderFactory
     if client_kind == "aiohttp":
-        session = create_provider_session(max_connections=8)
+        session = create_aiohttp_session(max_connections=8)
 
         def make(url: str, auth_key: str = PROVIDER_AUTH_KEY) -> SmsProvider:
-            return WebhookSmsProvider(session, url=url, auth_key=auth_key)
+            return AiohttpSmsProvider(session, url=url, auth_key=auth_key)
 
         yield make
         await session.close()

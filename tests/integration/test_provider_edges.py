@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider
-from sms_dispatch.adapters.webhook_provider import WebhookSmsProvider
 from sms_dispatch.bootstrap import open_provider
 from sms_dispatch.config import Settings
 from sms_dispatch.domain import Outcome
 from tests.integration.provider_clients import CLIENTS, ProviderFactory
-from tests.integration.test_webhook_provider import closed_port, make_message
+from tests.integration.test_provider_simulator import closed_port, make_message
 
 ACCEPTED = b'{"message":"Accepted","messageId":"p-1"}'
 
@@ -141,7 +141,7 @@ async def test_a_url_the_client_cannot_call_is_a_classified_result(
 
 
 @pytest.mark.parametrize(
-    ("client", "adapter"), [("pyreqwest", ReqwestSmsProvider), ("aiohttp", WebhookSmsProvider)]
+    ("client", "adapter"), [("pyreqwest", ReqwestSmsProvider), ("aiohttp", AiohttpSmsProvider)]
 )
 async def test_provider_http_client_picks_the_client_the_service_sends_with(
     raw_server: RawServer, client: str, adapter: type

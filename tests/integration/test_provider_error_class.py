@@ -9,7 +9,7 @@ import pytest
 from sms_dispatch.domain import Outcome
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
 from tests.integration.provider_clients import ProviderFactory
-from tests.integration.test_webhook_provider import AUTH_KEY, closed_port, make_message
+from tests.integration.test_provider_simulator import AUTH_KEY, closed_port, make_message
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sms_dispatch.adapters.provider_answers import ProviderAnswers, parse_retry_
 from sms_dispatch.domain import Message, SendResult
 
 
-class WebhookSmsProvider:
+class AiohttpSmsProvider:
     """Send messages to a webhook.site-style provider: ``POST {"to", "content"}`` -> 202."""
 
     def __init__(
@@ -57,7 +57,7 @@ class WebhookSmsProvider:
         return self._timeout
 
 
-def create_provider_session(*, max_connections: int) -> aiohttp.ClientSession:
+def create_aiohttp_session(*, max_connections: int) -> aiohttp.ClientSession:
     """Build the one pooled keep-alive session for provider calls.
 
     Call it inside a running event loop (aiohttp binds the session to it) and close it
@@ -79,4 +79,4 @@ def create_provider_session(*, max_connections: int) -> aiohttp.ClientSession:
     )
 
 
-__all__ = ["WebhookSmsProvider", "create_provider_session", "parse_retry_after"]
+__all__ = ["AiohttpSmsProvider", "create_aiohttp_session", "parse_retry_after"]
