@@ -2,7 +2,7 @@
 
 pyreqwest runs Rust's reqwest/hyper HTTP stack behind an asyncio API: connection pool, HTTP/1.1
 parsing and TLS (rustls) happen outside the interpreter. Measured side by side with aiohttp
-against the same provider (``bench/http_clients.py``), it takes 46-63 % of aiohttp's CPU per
+against the same provider (``bench/http_clients.py``), it takes 48-60 % of aiohttp's CPU per
 request on uvloop from 8 to 1,000 in flight (on plain asyncio little), and the
 provider call is the largest share of the dispatcher's CPU. It sends the same request as the
 aiohttp client and classifies answers the same way (``provider_answers.py``).
