@@ -26,6 +26,7 @@ from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.metrics import ServiceMetrics
+from sms_dispatch.observability.redaction import SecretRedactor
 from sms_dispatch.operations import OperatorActions
 from sms_dispatch.ports import Clock, NewMessageSignal, SentCache, SmsProvider
 from sms_dispatch.pump import Pump
@@ -114,6 +115,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             policy=delivery_policy(settings),
             instance_name=settings.instance_name,
             observer=metrics,
+            redact=SecretRedactor(settings.secret_values()).redact,
         )
         metrics.watch(deliverer.counters)
         continuous = run_dispatcher and settings.scheduler_interval_s == 0

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -62,8 +62,11 @@ class Deliverer:
         policy: DeliveryPolicy,
         instance_name: str,
         observer: DeliveryObserver | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self._store = store
+        self._redact = redact
+        """Masks known secrets in error text the core writes itself (an adapter that raised)."""
         self._provider = provider
         self._cache = cache
         self._clock = clock
@@ -199,9 +202,8 @@ class Deliverer:
                 attempt=message.attempts,
                 provider_message_id=None,
             )
-            result = SendResult(
-                Outcome.RETRYABLE, error=f"unexpected {type(exc).__name__}: {exc}", error_class="adapter_bug"
-            )
+            error = self._redact(f"unexpected {type(exc).__name__}: {exc}")
+            result = SendResult(Outcome.RETRYABLE, error=error, error_class="adapter_bug")
         record = self._record(message, started_at, started, AttemptOutcome(result.outcome.value), result)
         self.observer.send_finished(
             outcome=result.outcome, http_status=result.http_status, duration_s=record.duration_ms / 1000

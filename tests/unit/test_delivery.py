@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from sms_dispatch.adapters.memory_store import InMemoryMessageStore
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.domain import NewMessage, Outcome, SendResult, Status
 from sms_dispatch.errors import DependencyUnavailable
+from sms_dispatch.observability.redaction import SecretRedactor
 from tests.conftest import FakeClock
 from tests.fakes import RecordingSmsProvider
 
@@ -20,6 +23,7 @@ def make(
     clock: FakeClock,
     provider: RecordingSmsProvider | None = None,
     cache: object | None = None,
+    redact: Callable[[str], str] = str,
     **policy: float,
 ) -> tuple[Deliverer, InMemoryMessageStore, RecordingSmsProvider, InMemorySentCache]:
     """Build a deliverer over an in-memory store and cache."""
@@ -33,6 +37,7 @@ def make(
         clock=clock,
         policy=DeliveryPolicy(**{"retry_base_s": 10.0, **policy}),  # type: ignore[arg-type]
         instance_name="test",
+        redact=redact,
     )
     return deliverer, store, provider, memory_cache
 
@@ -220,6 +225,28 @@ async def test_provider_bug_does_not_lose_the_row(clock: FakeClock) -> None:
     report = await deliverer.deliver_batch()
     assert report.retried == 1
     assert (await store.count_by_status())[Status.SENDING] == 0
+
+
+class LeakingProvider(RecordingSmsProvider):
+    """A provider adapter with a bug whose exception text carries the auth key."""
+
+    async def send(self, message: object, *, timeout_s: float) -> SendResult:  # type: ignore[override]
+        """Raise with the key in the message."""
+        raise RuntimeError("cannot send with key INS.secret-key")
+
+
+async def test_a_raising_adapter_never_stores_a_secret(clock: FakeClock) -> None:
+    """The core's own error text for an adapter bug goes through the redactor before it is stored."""
+    deliverer, store, _, _ = make(
+        clock, LeakingProvider(), redact=SecretRedactor(["INS.secret-key"]).redact, batch_size=1
+    )
+    [message_id] = await add(store, clock, 1)
+    await deliverer.deliver_batch()
+    stored = await store.get(uuid.UUID(message_id))
+    assert stored is not None
+    assert stored.last_error == "unexpected RuntimeError: cannot send with key ***"
+    [attempt] = await store.history(uuid.UUID(message_id))
+    assert attempt.error == "unexpected RuntimeError: cannot send with key ***"
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
