@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -34,8 +36,8 @@ from typing import Any
 import httpx
 import uvloop
 
-from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
-from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
+from sms_dispatch.bootstrap import open_provider
+from sms_dispatch.config import Settings
 from sms_dispatch.domain import Message, Outcome, Status
 
 RESULTS = Path(__file__).parent / "results" / "http_clients.md"
@@ -110,34 +112,24 @@ async def drive(send: Send, *, requests: int, concurrency: int, max_s: float) ->
     return Cell(completed, time.perf_counter() - t0, time.process_time() - cpu0, failures)
 
 
-async def with_aiohttp(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
-    """Measure AiohttpSmsProvider on its pooled aiohttp session."""
-    session = create_aiohttp_session(max_connections=concurrency)
-    provider = AiohttpSmsProvider(session, url=url, auth_key=AUTH_KEY)
+async def with_service_client(
+    client: str, url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]
+) -> Cell:
+    """Measure the provider adapter the service wires for ``PROVIDER_HTTP_CLIENT=client``."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        PROVIDER_HTTP_CLIENT=client,
+        MESSAGE_MAX_WORKERS=concurrency,
+        SMS_PROVIDER_KEY=AUTH_KEY,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        provider = open_provider(settings, url, stack)
 
-    async def send(message: Message) -> bool:
-        result = await provider.send(message, timeout_s=10.0)
-        return result.outcome is Outcome.DELIVERED and result.http_status == 202
+        async def send(message: Message) -> bool:
+            result = await provider.send(message, timeout_s=10.0)
+            return result.outcome is Outcome.DELIVERED and result.http_status == 202
 
-    try:
         return await run(send)
-    finally:
-        await session.close()
-
-
-async def with_pyreqwest(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
-    """Measure ReqwestSmsProvider on its pooled pyreqwest client (the service's default)."""
-    client = create_reqwest_client(max_connections=concurrency)
-    provider = ReqwestSmsProvider(client, url=url, auth_key=AUTH_KEY)
-
-    async def send(message: Message) -> bool:
-        result = await provider.send(message, timeout_s=10.0)
-        return result.outcome is Outcome.DELIVERED and result.http_status == 202
-
-    try:
-        return await run(send)
-    finally:
-        await client.close()
 
 
 async def with_httpx(url: str, concurrency: int, run: Callable[[Send], Awaitable[Cell]]) -> Cell:
@@ -160,7 +152,11 @@ async def with_httpx(url: str, concurrency: int, run: Callable[[Send], Awaitable
         return await run(send)
 
 
-CLIENTS = {"pyreqwest": with_pyreqwest, "aiohttp": with_aiohttp, "httpx": with_httpx}
+CLIENTS = {
+    "pyreqwest": functools.partial(with_service_client, "pyreqwest"),
+    "aiohttp": functools.partial(with_service_client, "aiohttp"),
+    "httpx": with_httpx,
+}
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "uvloop": uvloop.new_event_loop,
     "asyncio": asyncio.new_event_loop,
@@ -309,9 +305,9 @@ def main() -> int:
         "- the simulator (the lean `bench/simserver.py`, httptools) runs in its own process; µs CPU is the client"
         " process's CPU time per request, sim is the simulator process's load (share of its core)"
         " during the cell",
-        "- pyreqwest (the service's default client) is measured through `ReqwestSmsProvider` on"
-        " `create_reqwest_client`, aiohttp (`PROVIDER_HTTP_CLIENT=aiohttp`) through"
-        " `AiohttpSmsProvider` on `create_aiohttp_session`, each pooled to the concurrency; httpx"
+        "- pyreqwest (the service's default client) and aiohttp (`PROVIDER_HTTP_CLIENT=aiohttp`) are"
+        " measured through the adapter the service wires (`bootstrap.open_provider`), each pooled to"
+        " the concurrency (`MESSAGE_MAX_WORKERS`); httpx"
         " with one `AsyncClient` sized to the concurrency; same request and checks for all three",
     ]
     title = "# HTTP client for the provider call: pyreqwest vs aiohttp vs httpx"

@@ -1,9 +1,13 @@
-"""Names shared by the provider tests; their fixtures (``client_kind``, ``make_provider``) are in conftest."""
+"""Names and helpers shared by the provider tests (their fixtures are in conftest)."""
 
 from __future__ import annotations
 
+import socket
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from sms_dispatch.domain import Message, Status
 from sms_dispatch.ports import SmsProvider
 
 CLIENTS = ["pyreqwest", "aiohttp"]
@@ -14,3 +18,24 @@ PROVIDER_AUTH_KEY = "INS.me1x9uMcyYGlhKKQVPoc.bO3j9aZwRTOcA2Ywo"
 
 ProviderFactory = Callable[..., SmsProvider]
 """``make_provider(url, auth_key=PROVIDER_AUTH_KEY)``: a provider on the test's client."""
+
+
+def make_message(to: str = "+905551111111", content: str = "Insider - Project") -> Message:
+    """Build a claimed message as the core hands it to the provider."""
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    return Message(
+        id=uuid.uuid4(),
+        to=to,
+        content=content,
+        status=Status.SENDING,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def closed_port() -> int:
+    """Return a local port that nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

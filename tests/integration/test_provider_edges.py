@@ -19,8 +19,7 @@ from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider
 from sms_dispatch.bootstrap import open_provider
 from sms_dispatch.config import Settings
 from sms_dispatch.domain import Outcome
-from tests.integration.provider_clients import CLIENTS, ProviderFactory
-from tests.integration.test_provider_simulator import closed_port, make_message
+from tests.integration.provider_clients import CLIENTS, ProviderFactory, closed_port, make_message
 
 ACCEPTED = b'{"message":"Accepted","messageId":"p-1"}'
 

@@ -8,14 +8,13 @@ import pytest
 
 from sms_dispatch.domain import Outcome
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
-from tests.integration.provider_clients import ProviderFactory
-from tests.integration.test_provider_simulator import AUTH_KEY, closed_port, make_message
+from tests.integration.provider_clients import PROVIDER_AUTH_KEY, ProviderFactory, closed_port, make_message
 
 
 @pytest.fixture
 async def simulator() -> AsyncIterator[RunningSimulator]:
-    """A simulator that accepts only ``AUTH_KEY``."""
-    async with start_simulator(SimulatorConfig(auth_key=AUTH_KEY, seed=1, hang_s=5)) as running:
+    """A simulator that accepts only ``PROVIDER_AUTH_KEY``."""
+    async with start_simulator(SimulatorConfig(auth_key=PROVIDER_AUTH_KEY, seed=1, hang_s=5)) as running:
         yield running
 
 

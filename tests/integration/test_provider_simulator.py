@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import pytest
 
-from sms_dispatch.adapters.provider_answers import parse_retry_after
-from sms_dispatch.domain import Message, Outcome, Status
+from sms_dispatch.domain import Outcome
 from sms_dispatch.ports import SmsProvider
 from sms_dispatch.simulator import RunningSimulator, SimulatorConfig, start_simulator
-from tests.integration.provider_clients import PROVIDER_AUTH_KEY, ProviderFactory
+from tests.integration.provider_clients import PROVIDER_AUTH_KEY, ProviderFactory, closed_port, make_message
 
-AUTH_KEY = PROVIDER_AUTH_KEY  # the name the other provider tests import
 TIMEOUT_S = 2.0
 # The exception each client names in the error text.
 CONNECT_ERROR = {"aiohttp": "ClientConnectorError", "pyreqwest": "ConnectError"}
@@ -26,24 +21,10 @@ RESET_ERROR = {
 }
 
 
-def make_message(to: str = "+905551111111", content: str = "Insider - Project") -> Message:
-    """Build a claimed message as the core hands it to the provider."""
-    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    return Message(
-        id=uuid.uuid4(),
-        to=to,
-        content=content,
-        status=Status.SENDING,
-        attempts=1,
-        created_at=now,
-        updated_at=now,
-    )
-
-
 @pytest.fixture
 async def simulator() -> AsyncIterator[RunningSimulator]:
-    """A simulator that accepts only ``AUTH_KEY``."""
-    async with start_simulator(SimulatorConfig(auth_key=AUTH_KEY, seed=1)) as running:
+    """A simulator that accepts only ``PROVIDER_AUTH_KEY``."""
+    async with start_simulator(SimulatorConfig(auth_key=PROVIDER_AUTH_KEY, seed=1)) as running:
         yield running
 
 
@@ -56,13 +37,6 @@ def provider(simulator: RunningSimulator, make_provider: ProviderFactory) -> Sms
 def with_faults(simulator: RunningSimulator, **knobs: object) -> None:
     """Turn on some of the simulator's knobs, keeping its auth key."""
     simulator.config = simulator.config.updated(knobs)
-
-
-def closed_port() -> int:
-    """Return a local port that nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_accepted_message_is_delivered_with_the_provider_id(
@@ -103,7 +77,7 @@ async def test_request_carries_auth_key_and_message_id_as_idempotency_key(
 
     [received] = simulator.requests
     assert received.content_type == "application/json"
-    assert received.auth_key == AUTH_KEY
+    assert received.auth_key == PROVIDER_AUTH_KEY
     assert received.idempotency_key == str(message.id)
 
 
@@ -224,8 +198,8 @@ async def test_error_text_never_contains_the_auth_key(
     result = await provider.send(make_message(), timeout_s=0.3)
 
     assert result.error is not None
-    assert AUTH_KEY not in result.error
-    assert AUTH_KEY not in (result.raw_response or "")
+    assert PROVIDER_AUTH_KEY not in result.error
+    assert PROVIDER_AUTH_KEY not in (result.raw_response or "")
 
 
 async def test_closed_port_is_a_retryable_connection_error(
@@ -239,27 +213,4 @@ async def test_closed_port_is_a_retryable_connection_error(
     assert result.outcome is Outcome.RETRYABLE
     assert result.error is not None
     assert CONNECT_ERROR[client_kind] in result.error
-    assert AUTH_KEY not in result.error
-
-
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("7", 7.0),
-        (" 120 ", 120.0),
-        ("1.5", 1.5),
-        ("Thu, 01 Jan 2026 12:00:30 GMT", 30.0),
-        ("Thu, 01 Jan 2026 11:59:00 GMT", 0.0),
-        (None, None),
-        ("", None),
-        ("-3", None),
-        ("soon", None),
-        ("nan", None),
-    ],
-)
-def test_retry_after_is_read_as_seconds_or_http_date(header: str | None, expected: float | None) -> None:
-    """Retry-After is delta-seconds or an HTTP-date (past dates mean now); anything else is None."""
-    assert parse_retry_after(header, now=NOW) == expected
+    assert PROVIDER_AUTH_KEY not in result.error

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from sms_dispatch.adapters.provider_answers import RAW_RESPONSE_LIMIT, ProviderAnswers
+from sms_dispatch.adapters.provider_answers import RAW_RESPONSE_LIMIT, ProviderAnswers, parse_retry_after
 from sms_dispatch.domain import Message, Outcome, Status
 
 KEY = "INS.secret-provider-key"
@@ -106,3 +106,26 @@ def test_a_timeout_names_the_limit() -> None:
         "timeout",
         "timed out after 2.0s",
     )
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("1.5", 1.5),
+        ("Thu, 01 Jan 2026 12:00:30 GMT", 30.0),
+        ("Thu, 01 Jan 2026 11:59:00 GMT", 0.0),
+        (None, None),
+        ("", None),
+        ("-3", None),
+        ("soon", None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_http_date(header: str | None, expected: float | None) -> None:
+    """Retry-After is delta-seconds or an HTTP-date (past dates mean now); anything else is None."""
+    assert parse_retry_after(header, now=NOW) == expected

@@ -1,8 +1,8 @@
 """The webhook SMS provider over aiohttp (``PROVIDER_HTTP_CLIENT=aiohttp``).
 
 The default client is pyreqwest (``reqwest_provider.py``), which costs less CPU per request
-once many are in flight (``bench/http_clients.py``); this one is kept as the pure-Python choice. Both send the
-same request and classify answers the same way (``provider_answers.py``); neither follows
+(``bench/http_clients.py``); this one is kept as the pure-Python choice. Both send the same
+request and classify answers the same way (``provider_answers.py``); neither follows
 redirects, keeps cookies or reads proxy variables.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from sms_dispatch.adapters.provider_answers import ProviderAnswers, parse_retry_after
+from sms_dispatch.adapters.provider_answers import ProviderAnswers
 from sms_dispatch.domain import Message, SendResult
 
 
@@ -79,4 +79,4 @@ def create_aiohttp_session(*, max_connections: int) -> aiohttp.ClientSession:
     )
 
 
-__all__ = ["AiohttpSmsProvider", "create_aiohttp_session", "parse_retry_after"]
+__all__ = ["AiohttpSmsProvider", "create_aiohttp_session"]
