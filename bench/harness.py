@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
+import math
 import os
 import platform
 import signal
@@ -386,6 +388,26 @@ def service_env(url: str, sim: Simulator, *, workers: int, batch: int) -> dict[s
     }
 
 
+CALIBRATION_LOOPS = 10_000_000
+
+
+@functools.cache
+def cpu_calibration_s() -> float:
+    """Return the best of 3 timings of one fixed pure-Python loop on this machine, in seconds.
+
+    Figures from different sittings compare only as far as the machines do; this one number
+    says how fast a core ran Python here (VMs of one model name differed by 3x between sittings).
+    """
+    best_s = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(CALIBRATION_LOOPS):
+            total += i
+        best_s = min(best_s, time.perf_counter() - started)
+    return best_s
+
+
 async def machine() -> list[str]:
     """Describe the machine, the servers and the library versions."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -412,6 +434,8 @@ async def machine() -> list[str]:
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()},"
         f" {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        f"- core speed: {cpu_calibration_s():.2f} s for a pure-Python loop of"
+        f" {CALIBRATION_LOOPS:,} additions, best of 3 (lower is faster; compare sittings by it)",
         f"- Python {platform.python_version()}; {await server_versions()}",
         f"- libraries: {', '.join(versions)}",
         f"- load average when done: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
