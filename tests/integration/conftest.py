@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_ai
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
 from sms_dispatch.ports import SmsProvider
-from tests.integration.provider_clients import CLIENTS, PROVIDER_AUTH_KEY, ProviderFactory
+from tests.integration.provider_clients import CLIENTS, PROVIDER_AUTH_KEY, ProviderFactory, RawServer
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -59,3 +60,14 @@ async def make_provider(client_kind: str) -> AsyncIterator[ProviderFactory]:
 
     yield make
     await client.close()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[RawServer]:
+    """A raw HTTP server on 127.0.0.1 for answers the simulator cannot give."""
+    raw = RawServer()
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+    raw.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    async with server:
+        yield raw
+        server.close()

@@ -7,10 +7,7 @@ pyreqwest and on aiohttp.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -19,55 +16,15 @@ from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider
 from sms_dispatch.bootstrap import open_provider
 from sms_dispatch.config import Settings
 from sms_dispatch.domain import Outcome
-from tests.integration.provider_clients import CLIENTS, ProviderFactory, closed_port, make_message
-
-ACCEPTED = b'{"message":"Accepted","messageId":"p-1"}'
-
-
-@dataclass
-class RawServer:
-    """Answers every request with ``answer`` (raw bytes) and keeps the request heads it read."""
-
-    answer: bytes = b""
-    heads: list[bytes] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read each request (head and Content-Length body) and write the canned answer."""
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                self.heads.append(head)
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                writer.write(self.answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-def answer(status: str, body: bytes = b"", *headers: bytes) -> bytes:
-    """An HTTP/1.1 keep-alive answer with the given status line, extra header lines and body."""
-    lines = [f"HTTP/1.1 {status}".encode(), b"Content-Type: application/json", *headers]
-    lines.append(f"Content-Length: {len(body)}".encode())
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-@pytest.fixture
-async def raw_server() -> AsyncIterator[RawServer]:
-    """A raw HTTP server on 127.0.0.1."""
-    raw = RawServer()
-    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
-    raw.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    async with server:
-        yield raw
-        server.close()
+from tests.integration.provider_clients import (
+    ACCEPTED,
+    CLIENTS,
+    ProviderFactory,
+    RawServer,
+    answer,
+    closed_port,
+    make_message,
+)
 
 
 async def test_bytes_outside_ascii_in_retry_after_are_no_retry_after(

@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from sms_dispatch.adapters.provider_answers import RAW_RESPONSE_LIMIT, ProviderAnswers, parse_retry_after
+from sms_dispatch.adapters.provider_answers import (
+    MAX_ANSWER_BYTES,
+    RAW_RESPONSE_LIMIT,
+    ProviderAnswers,
+    parse_retry_after,
+)
 from sms_dispatch.domain import Message, Outcome, Status
 
 KEY = "INS.secret-provider-key"
@@ -96,6 +101,51 @@ def test_the_kept_body_is_bounded() -> None:
     """Only the first RAW_RESPONSE_LIMIT characters of an answer are kept."""
     result = answers().classify(500, b"x" * (RAW_RESPONSE_LIMIT * 3), None)
     assert result.raw_response == "x" * RAW_RESPONSE_LIMIT
+
+
+def test_the_answer_bound_is_64_kib() -> None:
+    """Both clients read at most 64 KiB of an answer (one byte more tells them it is over)."""
+    assert MAX_ANSWER_BYTES == 65_536
+
+
+def test_an_oversized_accepted_answer_is_permanent_and_not_parsed() -> None:
+    """A 2xx over the bound is PERMANENT ``bad_response`` naming the limit, even with a messageId.
+
+    The provider accepted the message, so it must not be sent again; the start is kept.
+    """
+    start = b'{"message":"Accepted","messageId":"p-1"}'.ljust(MAX_ANSWER_BYTES + 1)
+    result = answers().classify(202, start, None, oversized=True)
+    assert (result.outcome, result.error_class, result.http_status) == (
+        Outcome.PERMANENT,
+        "bad_response",
+        202,
+    )
+    assert result.provider_message_id is None
+    assert result.error == (
+        "provider answered 202 with a body larger than 65536 bytes (64 KiB); it was not read for a messageId"
+    )
+    assert result.raw_response == start[:RAW_RESPONSE_LIMIT].decode()
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "outcome", "error_class"),
+    [
+        (503, "30", Outcome.RETRYABLE, "http_5xx"),
+        (429, "7", Outcome.RETRYABLE, "http_429"),
+        (408, None, Outcome.RETRYABLE, "http_4xx"),
+        (400, None, Outcome.PERMANENT, "http_4xx"),
+        (302, None, Outcome.PERMANENT, "http_3xx"),
+    ],
+)
+def test_an_oversized_answer_of_another_status_is_classified_as_by_its_status(
+    status: int, retry_after: str | None, outcome: Outcome, error_class: str
+) -> None:
+    """Over the bound, a non-2xx answer keeps its outcome, error class and Retry-After."""
+    start = b"busy" * (MAX_ANSWER_BYTES // 4) + b"!"
+    result = answers().classify(status, start, retry_after, oversized=True)
+    assert (result.outcome, result.error_class, result.http_status) == (outcome, error_class, status)
+    assert result.retry_after_s == (float(retry_after) if retry_after else None)
+    assert result.raw_response == start[:RAW_RESPONSE_LIMIT].decode()
 
 
 def test_a_timeout_names_the_limit() -> None:

@@ -4,14 +4,23 @@ The default client is pyreqwest (``reqwest_provider.py``), which costs less CPU 
 (``bench/http_clients.py``); this one is kept as the pure-Python choice. Both send the same
 request and classify answers the same way (``provider_answers.py``); neither follows
 redirects, keeps cookies or reads proxy variables.
+
+The answer body is read with a limit (``content.read(n)``), never whole: at most
+``MAX_ANSWER_BYTES + 1`` bytes, counted after aiohttp undoes gzip or deflate. A limited read
+also keeps aiohttp inflating in steps of about that size (``response.read()`` lifts that cap).
+A normal answer arrives whole with its end, so one read gets it; an answer past the bound is
+left unread and its connection closed rather than pooled half-read.
 """
 
 from __future__ import annotations
 
 import aiohttp
 
-from sms_dispatch.adapters.provider_answers import ProviderAnswers
+from sms_dispatch.adapters.provider_answers import MAX_ANSWER_BYTES, ProviderAnswers
 from sms_dispatch.domain import Message, SendResult
+
+# One byte past the bound tells an oversized answer from one of exactly MAX_ANSWER_BYTES.
+_READ_BYTES = MAX_ANSWER_BYTES + 1
 
 
 class AiohttpSmsProvider:
@@ -41,20 +50,38 @@ class AiohttpSmsProvider:
                 timeout=self._timeout_for(timeout_s),
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
+                body = await _read_bounded(response.content)
+                oversized = len(body) > MAX_ANSWER_BYTES
+                if oversized:
+                    response.close()  # the rest stays unread: the connection is not pooled
                 status = response.status
                 retry_after = response.headers.get("Retry-After") if answers.retryable(status) else None
         except TimeoutError:  # asyncio.TimeoutError and aiohttp.ServerTimeoutError alike
             return answers.timed_out(timeout_s)
         except (aiohttp.ClientError, OSError) as exc:
             return answers.connection_failed(exc)
-        return answers.classify(status, body, retry_after)
+        return answers.classify(status, body, retry_after, oversized=oversized)
 
     def _timeout_for(self, timeout_s: float) -> aiohttp.ClientTimeout:
         # Callers almost always pass the same timeout: reuse the last one rather than build one.
         if self._timeout.total != timeout_s:
             self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         return self._timeout
+
+
+async def _read_bounded(content: aiohttp.StreamReader) -> bytes:
+    """Return the whole body, or its first ``_READ_BYTES`` bytes when it is longer."""
+    body = await content.read(_READ_BYTES)
+    if content.at_eof():  # the common case: the answer came in one piece
+        return body
+    parts, size = [body], len(body)
+    while size < _READ_BYTES:
+        part = await content.read(_READ_BYTES - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def create_aiohttp_session(*, max_connections: int) -> aiohttp.ClientSession:

@@ -4,10 +4,16 @@
 
     2xx with a JSON ``messageId``           DELIVERED
     2xx without one                         PERMANENT  bad_response (the provider may have sent it)
-    408, 429, 5xx                           RETRYABLE  http_4xx, http_429, http_5xx (Retry-After honoured)
-    other status                            PERMANENT  http_4xx (or http_3xx, ...)
+    2xx over MAX_ANSWER_BYTES               PERMANENT  bad_response (accepted: never sent again; not parsed)
+    408, 429, 5xx (any size)                RETRYABLE  http_4xx, http_429, http_5xx (Retry-After honoured)
+    other status (any size)                 PERMANENT  http_4xx (or http_3xx, ...)
     timeout                                 RETRYABLE  timeout
     connection error or reset               RETRYABLE  connection
+
+Both clients read at most ``MAX_ANSWER_BYTES + 1`` bytes of a body, counted after any
+Content-Encoding is undone, and drop the connection of an answer they stop reading: a huge
+answer or a gzip bomb costs a bounded amount of memory, and the byte past the bound tells an
+oversized answer from one of exactly ``MAX_ANSWER_BYTES``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import orjson
 from sms_dispatch.domain import Message, Outcome, SendResult
 
 RAW_RESPONSE_LIMIT = 2_000
+MAX_ANSWER_BYTES = 65_536
+"""The most bytes of an answer body either client reads (64 KiB; real answers are a few dozen)."""
 _SNIPPET_LIMIT = 200
 _RETRYABLE_STATUSES = frozenset({408, 429})
 # Short keys would redact innocent text; real provider keys are much longer than this.
@@ -62,12 +70,28 @@ class ProviderAnswers:
         described = f"connection failed: {name}: {detail}" if detail else f"connection failed: {name}"
         return SendResult(Outcome.RETRYABLE, error=self.redact(described), error_class="connection")
 
-    def classify(self, status: int, body: bytes, retry_after: str | None) -> SendResult:
-        """Classify an HTTP answer (see the module table)."""
+    def classify(
+        self, status: int, body: bytes, retry_after: str | None, *, oversized: bool = False
+    ) -> SendResult:
+        """Classify an HTTP answer (see the module table).
+
+        ``oversized``: the body ran past ``MAX_ANSWER_BYTES`` and ``body`` is only its start.
+        """
         text = self.redact(body.decode("utf-8", errors="replace"))
         raw = text[:RAW_RESPONSE_LIMIT]
         snippet = text[:_SNIPPET_LIMIT]
         if 200 <= status < 300:
+            if oversized:  # the provider took the message: resending it could deliver it twice
+                return SendResult(
+                    Outcome.PERMANENT,
+                    http_status=status,
+                    raw_response=raw,
+                    error=(
+                        f"provider answered {status} with a body larger than {MAX_ANSWER_BYTES} bytes"
+                        " (64 KiB); it was not read for a messageId"
+                    ),
+                    error_class="bad_response",
+                )
             message_id = _message_id(body)
             if message_id is not None:
                 return SendResult(
@@ -149,4 +173,4 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0)
 
 
-__all__ = ["RAW_RESPONSE_LIMIT", "ProviderAnswers", "error_class", "parse_retry_after"]
+__all__ = ["MAX_ANSWER_BYTES", "RAW_RESPONSE_LIMIT", "ProviderAnswers", "error_class", "parse_retry_after"]

@@ -10,6 +10,14 @@ aiohttp client and classifies answers the same way (``provider_answers.py``).
 Like the aiohttp session it follows no redirect, keeps no cookies and ignores proxy variables
 in the environment: the provider URL is called as configured. The per-send timeout bounds
 everything (waiting for a pooled connection, connecting, the answer), as aiohttp's total does.
+
+The answer body is streamed (``build_streamed``) so that no more than ``MAX_ANSWER_BYTES + 1``
+bytes of it are read; pyreqwest undoes gzip, brotli, zstd and deflate first, so the bound counts
+inflated bytes. Before ``async with`` hands over a streamed response, pyreqwest reads its body
+up to the read buffer limit; with the limit at the bound a normal answer is read whole in that
+step, as ``build()`` would: one read, no background task. A longer one leaves a background
+reader holding at most two more buffers of that size, until leaving the ``async with`` closes
+the stream and drops the connection rather than pool it half-read.
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
 from pyreqwest.response import Response
 
-from sms_dispatch.adapters.provider_answers import ProviderAnswers
+from sms_dispatch.adapters.provider_answers import MAX_ANSWER_BYTES, ProviderAnswers
 from sms_dispatch.domain import Message, SendResult
 
 _SESSION_TIMEOUT = timedelta(seconds=30)
 _IDLE_TIMEOUT = timedelta(seconds=30)
+# One byte past the bound tells an oversized answer from one of exactly MAX_ANSWER_BYTES.
+_READ_BYTES = MAX_ANSWER_BYTES + 1
 
 
 class ReqwestSmsProvider:
@@ -55,18 +65,21 @@ class ReqwestSmsProvider:
                 .headers(answers.headers(message))
                 .body_bytes(answers.body(message))
                 .timeout(self._timeout)
-                .build()
+                .streamed_read_buffer_limit(_READ_BYTES)
+                .build_streamed()
             )
-            response = await request.send()
-            body = bytes(await response.bytes())
+            async with request as response:
+                chunk = await response.body_reader.read(_READ_BYTES)
+                status = response.status
+                retry_after = _retry_after(response) if answers.retryable(status) else None
         except RequestTimeoutError:  # connecting, waiting for a pooled connection or the answer
             return answers.timed_out(timeout_s)
         except PyreqwestError as exc:  # connection errors and resets; a URL it cannot call
             return answers.connection_failed(exc, _describe(exc))
         except ValueError as exc:  # a header it cannot send (startup checks the settings)
             return answers.connection_failed(exc)
-        status = response.status
-        return answers.classify(status, body, _retry_after(response) if answers.retryable(status) else None)
+        body = b"" if chunk is None else bytes(chunk)
+        return answers.classify(status, body, retry_after, oversized=len(body) > MAX_ANSWER_BYTES)
 
 
 def _retry_after(response: Response) -> str | None:
