@@ -22,8 +22,7 @@ from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Message, Status, Transition
 from sms_dispatch.ports import MessageFilter, Page, Position
 from tests.conftest import FakeClock
-from tests.contract import test_store_contract as store_contract
-from tests.contract.test_store_contract import (
+from tests.contract.store_helpers import (
     LEASE_S,
     Store,
     Subject,
@@ -34,12 +33,6 @@ from tests.contract.test_store_contract import (
     sent,
     stored,
 )
-
-# The store contract suite's fixtures, so these tests run on the same stores.
-database_url = store_contract.database_url
-sql_database_url = store_contract.sql_database_url
-subject = store_contract.subject
-sql_engine = store_contract.sql_engine
 
 ALL_ZERO = dict.fromkeys(Status, 0)
 

@@ -8,15 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from tests.conftest import FakeClock
-from tests.contract import test_store_contract as store_contract
-from tests.contract.test_store_contract import Subject
+from tests.contract.store_helpers import Subject
 
-# The store contract's fixtures: every kind of store, and two instances on one SQL database.
-database_url = store_contract.database_url
-sql_database_url = store_contract.sql_database_url
-subject = store_contract.subject
-sql_engine = store_contract.sql_engine
-two_engines = store_contract.two_engines
+# The store contract's fixtures (tests/contract/conftest.py) give every kind of store, and two
+# instances on one SQL database.
 
 RATE_PER_S = 10.0
 BURST_S = 1.0

@@ -12,7 +12,7 @@ import pytest
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status
-from tests.contract.test_store_contract import async_pg_url
+from tests.contract.store_helpers import async_pg_url
 
 pytestmark = pytest.mark.postgres
 

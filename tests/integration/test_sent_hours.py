@@ -19,7 +19,7 @@ from sms_dispatch.adapters.sql_listing_statements import SENT_BY_HOURS, Way, sen
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status, Transition
 from sms_dispatch.ports import Page
-from tests.contract.test_store_contract import async_pg_url
+from tests.contract.store_helpers import async_pg_url
 
 pytestmark = pytest.mark.postgres
 
