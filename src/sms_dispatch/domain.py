@@ -73,10 +73,13 @@ def normalise_recipient(raw: str) -> str:
 
 
 def check_content(raw: str, max_length: int) -> str:
-    """Return ``raw`` trimmed, or raise ``ValueError`` if empty or over ``max_length`` characters."""
+    """Return ``raw`` trimmed, or raise ``ValueError`` if empty, over ``max_length`` characters,
+    or holding a NUL (no store can keep one: PostgreSQL refuses it, SQLite cuts the text there)."""
     text = raw.strip()
     if not text:
         raise ValueError("must not be empty")
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (U+0000)")
     if len(text) > max_length:
         raise ValueError(f"is {len(text)} characters long; the limit is {max_length}")
     return text
@@ -105,6 +108,17 @@ class Outcome(enum.StrEnum):
     DELIVERED = "delivered"
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
+
+
+def without_nul(text: str) -> str:
+    """Return ``text`` with each NUL replaced by U+FFFD: PostgreSQL text cannot hold a NUL, and
+    SQLite cuts the text at it. Every store keeps text this way (a provider may answer with one)."""
+    return text.replace("\x00", "\ufffd")
+
+
+def kept_text(text: str | None) -> str | None:
+    """Return ``text`` as a store keeps it (``without_nul``); None stays None."""
+    return None if text is None else without_nul(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,3 +161,23 @@ async def test_history_of_a_message_never_tried_is_empty(subject: Subject, clock
     [message] = await add(subject.store, clock, 1)
     assert await subject.store.history(message.id) == []
     assert await subject.store.history(uuid4()) == []
+
+
+async def test_finish_stores_text_holding_nul_with_a_replacement_character(
+    subject: Subject, clock: FakeClock
+) -> None:
+    """A NUL in any text of a finish (PostgreSQL text cannot hold one) is stored as U+FFFD, and
+    the rest of the batch is applied with it: one odd provider answer must not fail a group."""
+    odd, plain = await add(subject.store, clock, 2, gap_s=0)
+    await claim(subject.store, clock)
+    batch = [
+        Transition(odd.id, "token-a", Status.SUCCESS, "p-\x001", 'ok\x00"', "e\x00", sent_at=clock.now()),
+        Transition(plain.id, "token-a", Status.SUCCESS, "p-2", "{}", sent_at=clock.now()),
+    ]
+    attempt = record(odd, AttemptOutcome.DELIVERED, error="x\x00y", response_excerpt="\x00", instance="w\x00")
+    assert await subject.store.finish(batch, now=clock.now(), attempts=[attempt]) == {odd.id, plain.id}
+    row = await stored(subject.store, odd.id)
+    assert (row.message_id, row.raw_response, row.last_error) == ("p-\ufffd1", 'ok\ufffd"', "e\ufffd")
+    [kept] = await subject.store.history(odd.id)
+    assert (kept.error, kept.response_excerpt, kept.instance) == ("x\ufffdy", "\ufffd", "w\ufffd")
+    assert (await stored(subject.store, plain.id)).status is Status.SUCCESS

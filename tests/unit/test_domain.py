@@ -61,3 +61,10 @@ def test_backoff_honours_retry_after_clamped() -> None:
     """Retry-After wins over the exponential delay, clamped to the cap."""
     assert backoff_delay_s(1, base_s=1, max_delay_s=10, retry_after_s=7) == 7
     assert backoff_delay_s(1, base_s=1, max_delay_s=10, retry_after_s=3600) == 10
+
+
+def test_rejects_content_holding_nul() -> None:
+    """Content with a NUL is refused, naming the character: no store can keep it as sent."""
+    with pytest.raises(InvalidInput) as caught:
+        validate_message("+905551111111", "a\x00b", 160)
+    assert caught.value.fields["content"] == "must not contain the NUL character (U+0000)"

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status
+from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status, kept_text
 from sms_dispatch.ports import InstanceInfo, MessageFilter
 
 if TYPE_CHECKING:
@@ -99,7 +99,16 @@ class InMemoryOperations:
     def _record_attempts(self, attempts: list[AttemptRecord], applied: set[UUID]) -> None:
         """Keep the records of existing messages, marked applied or not (as the SQL store does)."""
         self._attempts.extend(
-            replace(a, applied=a.message_id in applied) for a in attempts if a.message_id in self._rows
+            replace(
+                a,
+                applied=a.message_id in applied,
+                error_class=kept_text(a.error_class),
+                error=kept_text(a.error),
+                response_excerpt=kept_text(a.response_excerpt),
+                instance=kept_text(a.instance),
+            )
+            for a in attempts
+            if a.message_id in self._rows
         )
 
 

@@ -15,7 +15,15 @@ from sms_dispatch import pacing
 from sms_dispatch.adapters.memory_listing import InMemoryListing
 from sms_dispatch.adapters.memory_operations import InMemoryOperations
 from sms_dispatch.adapters.memory_upkeep import InMemoryUpkeep
-from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status, Transition, lease_expired_attempt
+from sms_dispatch.domain import (
+    AttemptRecord,
+    Message,
+    NewMessage,
+    Status,
+    Transition,
+    kept_text,
+    lease_expired_attempt,
+)
 from sms_dispatch.ports import InstanceInfo, SchedulerState
 
 LEASE_EXPIRED = "lease expired (worker stopped or crashed mid-send)"
@@ -225,9 +233,9 @@ def _finished(message: Message, t: Transition, now: datetime) -> Message:
     retry_now = now if t.status is Status.PENDING else message.next_attempt_at
     return replace(
         released,
-        message_id=t.message_id,
-        raw_response=t.raw_response,
-        last_error=t.last_error,
+        message_id=kept_text(t.message_id),
+        raw_response=kept_text(t.raw_response),
+        last_error=kept_text(t.last_error),
         sent_at=t.sent_at,
         next_attempt_at=t.next_attempt_at or retry_now,
     )

@@ -43,7 +43,7 @@ from sms_dispatch.adapters.tables import (
     message_attempts,
     messages,
 )
-from sms_dispatch.domain import AttemptRecord, Status, Transition
+from sms_dispatch.domain import AttemptRecord, Status, Transition, without_nul
 
 LEASE_EXPIRED = "lease expired (worker stopped or crashed mid-send)"
 
@@ -198,10 +198,27 @@ def transition_columns(transitions: Sequence[Transition], now: datetime) -> dict
     columns = {
         f"all_{name}": list(map(attrgetter(name), transitions)) for name in _FIELDS if name != "status"
     }
+    for name in _PROVIDER_TEXT:
+        columns[name] = _kept(columns[name])
     columns["all_status"] = [t.status.value for t in transitions]
     columns["all_next_attempt_at"] = [_next_attempt_at(t, now) for t in transitions]
     columns["all_refund"] = [t.refund_attempt for t in transitions]
     return columns
+
+
+_PROVIDER_TEXT = ("all_message_id", "all_raw_response", "all_last_error")
+"""The transition columns whose text may come from the provider's answer."""
+
+
+def _kept(column: list[Any]) -> list[Any]:
+    """Return a text column as every store keeps it: each NUL as U+FFFD (``without_nul``).
+
+    PostgreSQL text cannot hold a NUL, and one would fail the whole group's statement. A NUL is
+    rare: one scan of the column joined decides, so the common case costs a C-speed pass.
+    """
+    if "\x00" not in "".join(filter(None, column)):
+        return column
+    return [without_nul(v) if isinstance(v, str) else v for v in column]
 
 
 def _next_attempt_at(transition: Transition, now: datetime) -> datetime | None:
@@ -254,6 +271,12 @@ def attempt_columns(records: Sequence[AttemptRecord], applied: Sequence[bool]) -
         for name in ATTEMPT_FIELDS
         if name not in ("outcome", "applied")
     }
+    for name in _ATTEMPT_TEXT:
+        columns[name] = _kept(columns[name])
     columns["a_outcome"] = [r.outcome.value for r in records]
     columns["a_applied"] = list(applied)
     return columns
+
+
+_ATTEMPT_TEXT = ("a_error_class", "a_error", "a_response_excerpt", "a_instance")
+"""The attempt columns whose text may come from the provider's answer or an exception."""
