@@ -72,8 +72,13 @@ def _check_header_value(value: SecretStr) -> SecretStr:
     return value
 
 
+INSTANCE_NAME_MAX = 100
+"""The longest instance name: ``messages.claimed_by`` and ``instances.name`` hold 100 characters."""
+
+
 def _default_instance_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    pid = f"-{os.getpid()}"
+    return socket.gethostname()[: INSTANCE_NAME_MAX - len(pid)] + pid
 
 
 class Settings(BaseSettings):
@@ -92,7 +97,12 @@ class Settings(BaseSettings):
     app_name: str = Field("sms-dispatch", alias="APP_NAME")
     app_env: Literal["development", "production"] = Field("development", alias="APP_ENV")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
-    instance_name: str = Field(default_factory=_default_instance_name, alias="INSTANCE_NAME")
+    instance_name: str = Field(
+        default_factory=_default_instance_name,
+        min_length=1,
+        max_length=INSTANCE_NAME_MAX,
+        alias="INSTANCE_NAME",
+    )
 
     api_host: str = Field("127.0.0.1", alias="API_HOST")
     api_port: int = Field(8080, ge=1, le=65535, alias="API_PORT")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from sms_dispatch.config import Settings
+from sms_dispatch.config import INSTANCE_NAME_MAX, Settings
 from sms_dispatch.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,12 +42,18 @@ def child_command() -> list[str]:
     return [sys.executable, "-m", "sms_dispatch.cli", "worker"]
 
 
+def child_name(parent: str, number: int) -> str:
+    """Return child ``number``'s instance name: the parent's, cut so that ``-<number>`` fits."""
+    suffix = f"-{number}"
+    return parent[: INSTANCE_NAME_MAX - len(suffix)] + suffix
+
+
 def run_worker_processes(settings: Settings, processes: int, command: Sequence[str] | None = None) -> int:
     """Run ``processes`` dispatcher children until a signal or a child's death; return the exit code."""
     argv = list(command or child_command())
     children: list[subprocess.Popen[bytes]] = []
     for number in range(1, processes + 1):
-        env = {**os.environ, "INSTANCE_NAME": f"{settings.instance_name}-{number}"}
+        env = {**os.environ, "INSTANCE_NAME": child_name(settings.instance_name, number)}
         children.append(subprocess.Popen(argv, env=env))  # noqa: S603 - our own interpreter and module
     log.info("dispatcher processes started", processes=processes, pids=[c.pid for c in children])
     stopping = False

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from sms_dispatch.config import Settings, load_settings
 from sms_dispatch.errors import ConfigError
+from sms_dispatch.processes import child_name
 
 SEED_ENV = """\
 # App
@@ -137,6 +139,7 @@ def test_redis_addr_is_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PROVIDER_IDEMPOTENCY_HEADER", "Idempotency Key", "must be an HTTP header name"),
         ("SMS_PROVIDER_KEY", "INS.key\twith-a-tab", "invalid SMS_PROVIDER_KEY"),
         ("DATABASE_URL", "mysql://x/y", "must be postgresql:// or sqlite://"),
+        ("INSTANCE_NAME", "w" * 101, "invalid INSTANCE_NAME"),
     ],
 )
 def test_bad_values_stop_with_the_variable_named(
@@ -156,3 +159,18 @@ def test_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None)
     assert "hunter2" not in caught.value.message
+
+
+def test_the_default_instance_name_fits_its_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name longer than the columns allow is cut so that the name, with its pid, fits."""
+    monkeypatch.setattr("socket.gethostname", lambda: "h" * 300)
+    name = load_settings(None).instance_name
+    assert len(name) == 100
+    assert name.endswith(f"-{os.getpid()}")
+
+
+def test_worker_children_names_fit_their_columns() -> None:
+    """``--processes N`` names child n ``<name>-n``, the parent's name cut so that it still fits."""
+    assert child_name("worker", 2) == "worker-2"
+    long = child_name("w" * 100, 12)
+    assert (len(long), long[-3:]) == (100, "-12")
