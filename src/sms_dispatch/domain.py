@@ -110,6 +110,10 @@ class Outcome(enum.StrEnum):
     PERMANENT = "permanent"
 
 
+PROVIDER_ID_MAX_LENGTH = 100
+"""The longest provider message id a store keeps (``messages.message_id``)."""
+
+
 def without_nul(text: str) -> str:
     """Return ``text`` with each NUL replaced by U+FFFD: PostgreSQL text cannot hold a NUL, and
     SQLite cuts the text at it. Every store keeps text this way (a provider may answer with one)."""

@@ -174,10 +174,18 @@ async def test_finish_stores_text_holding_nul_with_a_replacement_character(
         Transition(odd.id, "token-a", Status.SUCCESS, "p-\x001", 'ok\x00"', "e\x00", sent_at=clock.now()),
         Transition(plain.id, "token-a", Status.SUCCESS, "p-2", "{}", sent_at=clock.now()),
     ]
-    attempt = record(odd, AttemptOutcome.DELIVERED, error="x\x00y", response_excerpt="\x00", instance="w\x00")
+    attempt = record(
+        odd,
+        AttemptOutcome.DELIVERED,
+        error="x\x00y",
+        response_excerpt="\x00",
+        instance="w\x00",
+        error_class="c\x00",
+    )
     assert await subject.store.finish(batch, now=clock.now(), attempts=[attempt]) == {odd.id, plain.id}
     row = await stored(subject.store, odd.id)
     assert (row.message_id, row.raw_response, row.last_error) == ("p-\ufffd1", 'ok\ufffd"', "e\ufffd")
     [kept] = await subject.store.history(odd.id)
     assert (kept.error, kept.response_excerpt, kept.instance) == ("x\ufffdy", "\ufffd", "w\ufffd")
+    assert kept.error_class == "c\ufffd"
     assert (await stored(subject.store, plain.id)).status is Status.SUCCESS

@@ -103,6 +103,16 @@ def test_the_kept_body_is_bounded() -> None:
     assert result.raw_response == "x" * RAW_RESPONSE_LIMIT
 
 
+def test_the_provider_id_is_kept_as_the_stores_keep_it() -> None:
+    """A messageId holding a NUL, or longer than the column, is delivered with the id every store
+    and the cache key keep: the NUL as U+FFFD, cut to 100 characters; the answer itself is kept."""
+    odd = answers().classify(202, b'{"messageId":"m\\u00001"}', None)
+    long = answers().classify(202, orjson.dumps({"messageId": "p" * 150}), None)
+    assert (odd.outcome, odd.provider_message_id) == (Outcome.DELIVERED, "m\ufffd1")
+    assert (long.outcome, long.provider_message_id) == (Outcome.DELIVERED, "p" * 100)
+    assert long.raw_response is not None and "p" * 150 in long.raw_response
+
+
 def test_the_answer_bound_is_64_kib() -> None:
     """Both clients read at most 64 KiB of an answer (one byte more tells them it is over)."""
     assert MAX_ANSWER_BYTES == 65_536

@@ -24,7 +24,7 @@ from email.utils import parsedate_to_datetime
 
 import orjson
 
-from sms_dispatch.domain import Message, Outcome, SendResult
+from sms_dispatch.domain import PROVIDER_ID_MAX_LENGTH, Message, Outcome, SendResult, without_nul
 
 RAW_RESPONSE_LIMIT = 2_000
 MAX_ANSWER_BYTES = 65_536
@@ -137,6 +137,8 @@ class ProviderAnswers:
 
 
 def _message_id(body: bytes) -> str | None:
+    """Return the answer's ``messageId`` as every store and the cache keep it: a NUL as U+FFFD,
+    at most ``PROVIDER_ID_MAX_LENGTH`` characters (the whole answer stays in ``raw_response``)."""
     try:
         parsed = orjson.loads(body)
     except ValueError:  # also UnicodeDecodeError
@@ -144,7 +146,7 @@ def _message_id(body: bytes) -> str | None:
     if isinstance(parsed, dict):
         message_id = parsed.get("messageId")
         if isinstance(message_id, str) and message_id:
-            return message_id
+            return without_nul(message_id)[:PROVIDER_ID_MAX_LENGTH]
     return None
 
 

@@ -29,6 +29,7 @@ from sms_dispatch.adapters.column_types import UtcDateTime as UtcDateTime
 from sms_dispatch.adapters.column_types import Uuid36 as Uuid36
 from sms_dispatch.adapters.column_types import new_uuid as new_uuid
 from sms_dispatch.adapters.column_types import utc_now as utc_now
+from sms_dispatch.domain import PROVIDER_ID_MAX_LENGTH
 
 metadata = MetaData()
 
@@ -45,7 +46,7 @@ messages = Table(
     Column("to", String(32), nullable=False),
     Column("content", Text, nullable=False),
     Column("status", String(20), nullable=False, server_default=text("'PENDING'")),
-    Column("message_id", String(100), nullable=True),
+    Column("message_id", String(PROVIDER_ID_MAX_LENGTH), nullable=True),
     Column("raw_response", Text, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
