@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status, Transition
 from tests.conftest import FakeClock
-from tests.contract.store_helpers import LEASE_S, Subject, add, claim
+from tests.contract.store_helpers import LEASE_S, Subject, add, claim, migrated_engine, sqlite_url
 
 
 async def test_claim_returns_oldest_first_up_to_limit(subject: Subject, clock: FakeClock) -> None:
@@ -77,3 +79,21 @@ async def test_concurrent_claims_never_share_a_row(two_engines: list[AsyncEngine
     first, second = await asyncio.gather(drain(stores[0], "a"), drain(stores[1], "b"))
     assert not set(first) & set(second)
     assert sorted(first + second) == sorted(m.id for m in created)
+
+
+async def test_a_sqlite_row_whose_text_is_not_utf8_is_claimed_with_replacement_characters(
+    tmp_path: Path,
+) -> None:
+    """A row another program stored with bytes that are not UTF-8 is claimed, those bytes read as
+    U+FFFD, and the rows behind it too (sqlite3 raised on it: one such row failed every claim).
+    PostgreSQL refuses such text on the way in."""
+    engine = await migrated_engine(sqlite_url(tmp_path / "hand.db"))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("""INSERT INTO messages ("to", content) VALUES ('+905551111111', CAST(x'68ff69' AS TEXT))"""))  # fmt: skip
+            await connection.execute(text("""INSERT INTO messages ("to", content) VALUES ('+905551111111', 'fine')"""))  # fmt: skip
+        store, due = SqlMessageStore(engine), datetime.now(UTC) + timedelta(seconds=1)
+        claimed = await store.claim_due(limit=10, now=due, lease_s=LEASE_S, claim_token="t", claimed_by="w")
+        assert sorted(m.content for m in claimed) == ["fine", "h\ufffdi"]
+    finally:
+        await engine.dispose()

@@ -16,6 +16,7 @@ invalidates it and every older pooled connection); callers that can repeat a rea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,10 @@ def _refuse_closed_connection(_dbapi_connection: Any, record: Any, _proxy: Any) 
         raise DisconnectionError("the server closed this connection")
 
 
+_lenient_text = functools.partial(bytes.decode, encoding="utf-8", errors="replace")
+"""How SQLite text is read: UTF-8, any byte that is not valid UTF-8 as U+FFFD."""
+
+
 def _sqlite_engine(url: URL, *, pool_size: int) -> AsyncEngine:
     in_memory = url.database in (None, "", ":memory:")
     if in_memory:
@@ -80,6 +85,9 @@ def _sqlite_engine(url: URL, *, pool_size: int) -> AsyncEngine:
         # Let SQLAlchemy's BEGIN (below) decide where transactions start, not the sqlite3
         # module, which skips BEGIN before DDL and reads: migrations then roll back as a whole.
         dbapi_connection.isolation_level = None
+        # Text another program stored with bytes that are not UTF-8 is read with U+FFFD in
+        # their place: by default sqlite3 raises, and one such row failed every claim.
+        dbapi_connection.driver_connection.text_factory = _lenient_text
         cursor = dbapi_connection.cursor()
         if not in_memory:
             # WAL lets readers run while one writer commits; NORMAL is durable enough with WAL.
