@@ -65,3 +65,11 @@ async def two_engines(sql_engine: AsyncEngine) -> AsyncIterator[list[AsyncEngine
     second = create_engine(sql_engine.url, pool_size=4)
     yield [sql_engine, second]
     await second.dispose()
+
+
+@pytest.fixture
+async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine on a fresh PostgreSQL database."""
+    engine = await migrated_engine(async_pg_url(pg_url))
+    yield engine
+    await engine.dispose()
