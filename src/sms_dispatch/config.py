@@ -76,9 +76,13 @@ INSTANCE_NAME_MAX = 100
 """The longest instance name: ``messages.claimed_by`` and ``instances.name`` hold 100 characters."""
 
 
+def fitted_instance_name(base: str, suffix: str) -> str:
+    """Return ``base + suffix``, ``base`` cut so that the name fits ``INSTANCE_NAME_MAX``."""
+    return base[: INSTANCE_NAME_MAX - len(suffix)] + suffix
+
+
 def _default_instance_name() -> str:
-    pid = f"-{os.getpid()}"
-    return socket.gethostname()[: INSTANCE_NAME_MAX - len(pid)] + pid
+    return fitted_instance_name(socket.gethostname(), f"-{os.getpid()}")
 
 
 class Settings(BaseSettings):

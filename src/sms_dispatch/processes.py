@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from sms_dispatch.config import INSTANCE_NAME_MAX, Settings
+from sms_dispatch.config import Settings, fitted_instance_name
 from sms_dispatch.logs import get_logger
 
 log = get_logger(__name__)
@@ -44,8 +44,7 @@ def child_command() -> list[str]:
 
 def child_name(parent: str, number: int) -> str:
     """Return child ``number``'s instance name: the parent's, cut so that ``-<number>`` fits."""
-    suffix = f"-{number}"
-    return parent[: INSTANCE_NAME_MAX - len(suffix)] + suffix
+    return fitted_instance_name(parent, f"-{number}")
 
 
 def run_worker_processes(settings: Settings, processes: int, command: Sequence[str] | None = None) -> int:

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from sms_dispatch.adapters.provider_answers import MAX_ANSWER_BYTES, ProviderAnswers
+from sms_dispatch.adapters.provider_answers import ANSWER_READ_BYTES, ProviderAnswers, is_oversized
 from sms_dispatch.domain import Message, SendResult
-
-# One byte past the bound tells an oversized answer from one of exactly MAX_ANSWER_BYTES.
-_READ_BYTES = MAX_ANSWER_BYTES + 1
 
 
 class AiohttpSmsProvider:
@@ -51,8 +48,8 @@ class AiohttpSmsProvider:
                 allow_redirects=False,
             ) as response:
                 body = await _read_bounded(response.content)
-                oversized = len(body) > MAX_ANSWER_BYTES
-                if oversized:
+                cut_short = is_oversized(body)
+                if cut_short:
                     response.close()  # the rest stays unread: the connection is not pooled
                 status = response.status
                 retry_after = response.headers.get("Retry-After") if answers.retryable(status) else None
@@ -60,7 +57,7 @@ class AiohttpSmsProvider:
             return answers.timed_out(timeout_s)
         except (aiohttp.ClientError, OSError) as exc:
             return answers.connection_failed(exc)
-        return answers.classify(status, body, retry_after, oversized=oversized)
+        return answers.classify(status, body, retry_after, oversized=cut_short)
 
     def _timeout_for(self, timeout_s: float) -> aiohttp.ClientTimeout:
         # Callers almost always pass the same timeout: reuse the last one rather than build one.
@@ -70,13 +67,13 @@ class AiohttpSmsProvider:
 
 
 async def _read_bounded(content: aiohttp.StreamReader) -> bytes:
-    """Return the whole body, or its first ``_READ_BYTES`` bytes when it is longer."""
-    body = await content.read(_READ_BYTES)
+    """Return the whole body, or its first ``ANSWER_READ_BYTES`` bytes when it is longer."""
+    body = await content.read(ANSWER_READ_BYTES)
     if content.at_eof():  # the common case: the answer came in one piece
         return body
     parts, size = [body], len(body)
-    while size < _READ_BYTES:
-        part = await content.read(_READ_BYTES - size)
+    while size < ANSWER_READ_BYTES:
+        part = await content.read(ANSWER_READ_BYTES - size)
         if not part:
             break
         parts.append(part)

@@ -28,7 +28,10 @@ from sms_dispatch.domain import PROVIDER_ID_MAX_LENGTH, Message, Outcome, SendRe
 
 RAW_RESPONSE_LIMIT = 2_000
 MAX_ANSWER_BYTES = 65_536
-"""The most bytes of an answer body either client reads (64 KiB; real answers are a few dozen)."""
+"""The most bytes of an answer body that count (64 KiB; real answers are a few dozen)."""
+ANSWER_READ_BYTES = MAX_ANSWER_BYTES + 1
+"""What either client reads at most: one byte past the bound tells an oversized answer from one
+of exactly ``MAX_ANSWER_BYTES``."""
 _SNIPPET_LIMIT = 200
 _RETRYABLE_STATUSES = frozenset({408, 429})
 # Short keys would redact innocent text; real provider keys are much longer than this.
@@ -136,6 +139,11 @@ class ProviderAnswers:
         return text
 
 
+def is_oversized(body: bytes) -> bool:
+    """Return True when a body read up to ``ANSWER_READ_BYTES`` ran past ``MAX_ANSWER_BYTES``."""
+    return len(body) > MAX_ANSWER_BYTES
+
+
 def _message_id(body: bytes) -> str | None:
     """Return the answer's ``messageId`` as every store and the cache keep it: a NUL as U+FFFD,
     at most ``PROVIDER_ID_MAX_LENGTH`` characters (the whole answer stays in ``raw_response``)."""
@@ -175,4 +183,12 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0)
 
 
-__all__ = ["MAX_ANSWER_BYTES", "RAW_RESPONSE_LIMIT", "ProviderAnswers", "error_class", "parse_retry_after"]
+__all__ = [
+    "ANSWER_READ_BYTES",
+    "MAX_ANSWER_BYTES",
+    "RAW_RESPONSE_LIMIT",
+    "ProviderAnswers",
+    "error_class",
+    "is_oversized",
+    "parse_retry_after",
+]

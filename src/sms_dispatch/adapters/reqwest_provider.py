@@ -28,13 +28,11 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError, RequestTimeoutError
 from pyreqwest.response import Response
 
-from sms_dispatch.adapters.provider_answers import MAX_ANSWER_BYTES, ProviderAnswers
+from sms_dispatch.adapters.provider_answers import ANSWER_READ_BYTES, ProviderAnswers, is_oversized
 from sms_dispatch.domain import Message, SendResult
 
 _SESSION_TIMEOUT = timedelta(seconds=30)
 _IDLE_TIMEOUT = timedelta(seconds=30)
-# One byte past the bound tells an oversized answer from one of exactly MAX_ANSWER_BYTES.
-_READ_BYTES = MAX_ANSWER_BYTES + 1
 
 
 class ReqwestSmsProvider:
@@ -65,11 +63,11 @@ class ReqwestSmsProvider:
                 .headers(answers.headers(message))
                 .body_bytes(answers.body(message))
                 .timeout(self._timeout)
-                .streamed_read_buffer_limit(_READ_BYTES)
+                .streamed_read_buffer_limit(ANSWER_READ_BYTES)
                 .build_streamed()
             )
             async with request as response:
-                chunk = await response.body_reader.read(_READ_BYTES)
+                chunk = await response.body_reader.read(ANSWER_READ_BYTES)
                 status = response.status
                 retry_after = _retry_after(response) if answers.retryable(status) else None
         except RequestTimeoutError:  # connecting, waiting for a pooled connection or the answer
@@ -79,7 +77,7 @@ class ReqwestSmsProvider:
         except ValueError as exc:  # a header it cannot send (startup checks the settings)
             return answers.connection_failed(exc)
         body = b"" if chunk is None else bytes(chunk)
-        return answers.classify(status, body, retry_after, oversized=len(body) > MAX_ANSWER_BYTES)
+        return answers.classify(status, body, retry_after, oversized=is_oversized(body))
 
 
 def _retry_after(response: Response) -> str | None:

@@ -192,6 +192,13 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+_PROVIDER_TEXT = ("all_message_id", "all_raw_response", "all_last_error")
+"""The transition columns whose text may come from the provider's answer."""
+
+_ATTEMPT_TEXT = ("a_error_class", "a_error", "a_response_excerpt", "a_instance")
+"""The attempt columns whose text may come from the provider's answer or an exception."""
+
+
 def transition_columns(transitions: Sequence[Transition], now: datetime) -> dict[str, list[Any]]:
     """Return the ``all_<field>`` arrays ``FINISH_BATCH`` binds (see ``TRANSITION``), one list
     per column, read straight off the transitions."""
@@ -204,10 +211,6 @@ def transition_columns(transitions: Sequence[Transition], now: datetime) -> dict
     columns["all_next_attempt_at"] = [_next_attempt_at(t, now) for t in transitions]
     columns["all_refund"] = [t.refund_attempt for t in transitions]
     return columns
-
-
-_PROVIDER_TEXT = ("all_message_id", "all_raw_response", "all_last_error")
-"""The transition columns whose text may come from the provider's answer."""
 
 
 def _kept(column: list[Any]) -> list[Any]:
@@ -276,7 +279,3 @@ def attempt_columns(records: Sequence[AttemptRecord], applied: Sequence[bool]) -
     columns["a_outcome"] = [r.outcome.value for r in records]
     columns["a_applied"] = list(applied)
     return columns
-
-
-_ATTEMPT_TEXT = ("a_error_class", "a_error", "a_response_excerpt", "a_instance")
-"""The attempt columns whose text may come from the provider's answer or an exception."""
