@@ -4,7 +4,8 @@
 
 In order: ``throughput.py`` (drain against the peers, cores, latency-bound, memory on
 1,000,000 messages), ``pickup.py`` (insert-to-provider latency, idle CPU), ``listing.py``
-(listings on 1,000,000 sent rows), ``redis_cache.py`` (a batch of cache keys: pipeline against
+(listings on 1,000,000 sent rows), ``pg_cost.py`` (PostgreSQL's CPU per message, and
+what the listing indexes, the attempts key and the count triggers add to it), ``redis_cache.py`` (a batch of cache keys: pipeline against
 one script call) and ``http_clients.py`` (pyreqwest, aiohttp and httpx). Each writes
 its own ``bench/results/<name>.md``; ``--quick`` makes every one a small smoke run (and writes
 ``bench/results/quick-<name>.md`` instead, leaving the recorded results alone).
@@ -35,6 +36,7 @@ def plan(quick: bool) -> list[tuple[str, list[str], Path]]:
         ),
         ("pickup", ["--output", f"{prefix}pickup", *(["--quick"] if quick else [])]),
         ("listing", ["--quick", "--no-write"] if quick else []),
+        ("pg_cost", ["--messages", "3000", "--rounds", "1", "--output", f"{prefix}pg_cost"] if quick else []),
         ("redis_cache", ["--rounds", "5", "--output", f"{prefix}redis_cache"] if quick else []),
         (
             "http_clients",

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.sql_rows import attempt_from_row, from_row
-from sms_dispatch.adapters.tables import instances, message_attempts, messages
+from sms_dispatch.adapters.tables import HAS_IDEMPOTENCY_KEY, instances, message_attempts, messages
 from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status
 from sms_dispatch.ports import InstanceInfo, MessageFilter
 
@@ -53,7 +53,7 @@ class SqlOperations:
                 idempotency_key=key,
                 validated=True,
             )
-            .on_conflict_do_nothing(index_elements=[_m.c.idempotency_key])
+            .on_conflict_do_nothing(index_elements=[_m.c.idempotency_key], index_where=HAS_IDEMPOTENCY_KEY)
             .returning(*_m.c)
         )
         existing = select(_m).where(_m.c.idempotency_key == key)

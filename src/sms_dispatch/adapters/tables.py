@@ -92,7 +92,9 @@ Index(
     postgresql_where=_lease_where,
     sqlite_where=_lease_where,
 )
-Index(MESSAGE_ID_INDEX, messages.c.message_id)
+# Only rows with a provider id (migration 0009): a lookup by it implies NOT NULL.
+_has_message_id = text("message_id IS NOT NULL")
+Index(MESSAGE_ID_INDEX, messages.c.message_id, postgresql_where=_has_message_id, sqlite_where=_has_message_id)
 
 # Listing at scale (migration 0003): one index per filter of the two listings, newest first with
 # id as the tie-break (what a keyset cursor seeks on).
@@ -188,7 +190,15 @@ scheduler_state = Table(
 SCHEDULER_ROW_ID = 1
 
 IDEMPOTENCY_INDEX = "ux_messages_idempotency_key"
-Index(IDEMPOTENCY_INDEX, messages.c.idempotency_key, unique=True)
+# Only rows with a key (migration 0009); the idempotent insert's ON CONFLICT names this predicate.
+HAS_IDEMPOTENCY_KEY = text("idempotency_key IS NOT NULL")
+Index(
+    IDEMPOTENCY_INDEX,
+    messages.c.idempotency_key,
+    unique=True,
+    postgresql_where=HAS_IDEMPOTENCY_KEY,
+    sqlite_where=HAS_IDEMPOTENCY_KEY,
+)
 
 message_attempts = Table(
     "message_attempts",

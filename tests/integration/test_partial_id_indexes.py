@@ -1,0 +1,125 @@
+"""Migration 0009: the provider-id and idempotency-key indexes hold only rows with a value, keys
+stay unique, lookups still use them, and the downgrade indexes every row again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import URL, Connection, make_url, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
+from sms_dispatch.adapters.sql_store import SqlMessageStore
+from sms_dispatch.domain import NewMessage
+
+INDEXES = ("ux_messages_idempotency_key", "ix_messages_message_id")
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def to_revision(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
+    """A ``run_sync`` callable that moves the schema to ``revision``."""
+
+    def move(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    return move
+
+
+@pytest.fixture
+async def at_0008(database_url: URL) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database migrated up to 0008 (both indexes over every row)."""
+    created = create_engine(database_url, pool_size=2)
+    async with created.begin() as connection:
+        await connection.run_sync(to_revision("0008"))
+    yield created
+    await created.dispose()
+
+
+async def definitions(engine: AsyncEngine) -> dict[str, str]:
+    """The SQL that defines each of the two indexes, as the database reports it."""
+    if engine.dialect.name == "postgresql":
+        sql = "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE indexname IN (:a, :b)"
+    else:
+        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN (:a, :b)"
+    async with engine.connect() as connection:
+        result = await connection.execute(text(sql), dict(zip("ab", INDEXES, strict=True)))
+        return {row.name: row.sql for row in result}
+
+
+async def hand_insert(engine: AsyncEngine, to: str, key: str | None, message_id: str | None) -> None:
+    """Insert a row by hand, as another program would."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                'INSERT INTO messages ("to", content, idempotency_key, message_id)'
+                " VALUES (:to, 'hi', :key, :message_id)"
+            ),
+            {"to": to, "key": key, "message_id": message_id},
+        )
+
+
+async def test_upgrade_makes_both_indexes_partial_and_keys_stay_unique(at_0008: AsyncEngine) -> None:
+    """Rows already there survive; a key already used finds its message, a new key creates one,
+    rows without a key are as many as you like, and a duplicate key by hand is refused."""
+    before = await definitions(at_0008)
+    assert set(before) == set(INDEXES)
+    assert not any("NOT NULL" in sql.upper() for sql in before.values())
+    await hand_insert(at_0008, "+905551", "key-a", None)
+    await hand_insert(at_0008, "+905552", None, "provider-1")
+    await hand_insert(at_0008, "+905553", None, None)
+
+    await migrate(at_0008)
+
+    after = await definitions(at_0008)
+    assert set(after) == set(INDEXES)
+    assert all("IS NOT NULL" in sql.upper() for sql in after.values()), after
+    store = SqlMessageStore(at_0008)
+    again, created = await store.create_idempotent(NewMessage("+905559", "other"), now=NOW, key="key-a")
+    assert (again.to, created) == ("+905551", False)
+    fresh, created = await store.create_idempotent(NewMessage("+905554", "new"), now=NOW, key="key-b")
+    assert (fresh.to, fresh.idempotency_key, created) == ("+905554", "key-b", True)
+    await hand_insert(at_0008, "+905555", None, None)
+    with pytest.raises(IntegrityError):
+        await hand_insert(at_0008, "+905556", "key-b", None)
+    async with at_0008.connect() as connection:
+        total = (await connection.execute(text("SELECT count(*) FROM messages"))).scalar_one()
+    assert total == 5
+
+
+async def test_downgrade_indexes_every_row_again(at_0008: AsyncEngine) -> None:
+    """Back at 0008 both indexes cover every row, with the key still unique."""
+    await migrate(at_0008)
+    async with at_0008.begin() as connection:
+        await connection.run_sync(to_revision("0008", down=True))
+    back = await definitions(at_0008)
+    assert set(back) == set(INDEXES)
+    assert not any("NOT NULL" in sql.upper() for sql in back.values()), back
+    await hand_insert(at_0008, "+905551", "key-a", None)
+    with pytest.raises(IntegrityError):
+        await hand_insert(at_0008, "+905552", "key-a", None)
+
+
+@pytest.mark.postgres
+async def test_postgres_still_finds_a_message_by_provider_id_through_the_index(pg_url: str) -> None:
+    """``message_id = :id`` is served by the partial index (sequential scans disabled to ask)."""
+    engine = create_engine(make_url(pg_url).set(drivername="postgresql+asyncpg"), pool_size=1)
+    try:
+        await migrate(engine)
+        await hand_insert(engine, "+905551", None, "provider-1")
+        async with engine.connect() as connection:
+            await connection.execute(text("SET enable_seqscan = off"))
+            plan = "\n".join(
+                row[0]
+                for row in await connection.execute(
+                    text("EXPLAIN SELECT id FROM messages WHERE message_id = 'provider-1'")
+                )
+            )
+        assert "ix_messages_message_id" in plan, plan
+    finally:
+        await engine.dispose()
