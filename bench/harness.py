@@ -1,5 +1,7 @@
 """What every throughput benchmark shares: a fresh database, the simulator process, the
-contender processes, CPU and memory readings, the exactly-once check and the machine facts.
+benchmarks' Redis and the exactly-once check. The contender processes are in ``contender.py``,
+the CPU and memory readings in ``readings.py``, the machine facts and results files in
+``machine.py``.
 
 Every contender runs in its own process, as does the provider simulator (``simserver.py``), so
 a contender's CPU time is its own; PostgreSQL's and the simulator's are reported beside it.
@@ -10,26 +12,19 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import functools
-import math
 import os
-import platform
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-import psutil
 import redis.asyncio as aioredis
 from sqlalchemy import make_url
 
@@ -99,52 +94,6 @@ class Run:
     def ok(self) -> bool:
         """True when the exactly-once check found nothing wrong."""
         return not self.problems
-
-
-def tree_cpu_s(pid: int) -> float:
-    """Return the CPU seconds (user + system) of process ``pid`` and its children so far."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def tree_peak_rss_mb(pid: int) -> float:
-    """Return the largest peak resident set (VmHWM) among ``pid`` and its children, in MB."""
-    try:
-        root = psutil.Process(pid)
-        pids = [root.pid, *(child.pid for child in root.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return 0.0
-    peaks = []
-    for each in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks, default=0.0)
-
-
-def postgres_cpu() -> dict[int, float]:
-    """Return the CPU seconds each PostgreSQL server process on this machine has used so far."""
-    seen = {}
-    for process in psutil.process_iter(["name", "cpu_times"]):
-        times = process.info["cpu_times"]
-        if process.info["name"] in {"postgres", "postmaster"} and times is not None:
-            seen[process.pid] = times.user + times.system
-    return seen
-
-
-def postgres_cpu_s(before: dict[int, float], after: dict[int, float]) -> float:
-    """Return the PostgreSQL CPU seconds between two readings (backends that ended are missed)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 class Simulator:
@@ -312,159 +261,6 @@ async def check_exactly_once(url: str, sim: Simulator, messages: int) -> list[st
     if cached != messages:
         problems.append(f"{cached} Redis keys, expected {messages}")
     return problems
-
-
-class Contender:
-    """A process under measurement that says when it is ready (a line on stdout or stderr)."""
-
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], *, ready: str, ready_count: int = 1):
-        self.log_path = (
-            Path(tempfile.gettempdir()) / f"{Path(args[0]).name}-{os.getpid()}-{time.monotonic_ns()}.log"
-        )
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            list(args),
-            env={**os.environ, **env},
-            stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._ready = ready
-        self._ready_count = ready_count
-
-    async def wait_ready(self, timeout_s: float = 60) -> None:
-        """Wait until the readiness line was printed ``ready_count`` times."""
-        deadline = time.monotonic() + timeout_s
-        while self.log_path.read_text(errors="replace").count(self._ready) < self._ready_count:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.proc.args} exited {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{self.proc.args} not ready after {timeout_s} s:\n{self.output()}")
-            await asyncio.sleep(0.05)
-
-    def go(self) -> None:
-        """Tell a peer process to start (sms-dispatch starts by the fleet-wide switch instead)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"go\n")
-        self.proc.stdin.flush()
-
-    async def wait_exit(self, timeout_s: float = 120) -> None:
-        """Wait for a peer process to finish on its own (it ends its last cache writes first)."""
-        deadline = time.monotonic() + timeout_s
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-
-    def output(self) -> str:
-        """Return what the process printed."""
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self, timeout_s: float = 60) -> int:
-        """SIGTERM the process (its children drain with it) and wait; return its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        self.log_path.unlink(missing_ok=True)
-        return code
-
-
-def service_env(url: str, sim: Simulator, *, workers: int, batch: int) -> dict[str, str]:
-    """Return the environment of the real ``sms-dispatch worker`` in continuous mode."""
-    return {
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url(),
-        "SMS_PROVIDER_URL": sim.url,
-        "SMS_PROVIDER_KEY": AUTH_KEY,
-        "SCHEDULER_INTERVAL": "0",
-        "MESSAGE_BATCH_SIZE": str(batch),
-        "MESSAGE_MAX_WORKERS": str(workers),
-        "APP_ENV": "production",
-        "LOG_LEVEL": "INFO",
-        "INSTANCE_NAME": "bench",
-    }
-
-
-CALIBRATION_LOOPS = 10_000_000
-
-
-@functools.cache
-def cpu_calibration_s() -> float:
-    """Return the best of 3 timings of one fixed pure-Python loop on this machine, in seconds.
-
-    Figures from different sittings compare only as far as the machines do; this one number
-    says how fast a core ran Python here (VMs of one model name differed by 3x between sittings).
-    """
-    best_s = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        total = 0
-        for i in range(CALIBRATION_LOOPS):
-            total += i
-        best_s = min(best_s, time.perf_counter() - started)
-    return best_s
-
-
-async def machine() -> list[str]:
-    """Describe the machine, the servers and the library versions."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    names = (
-        "sqlalchemy",
-        "asyncpg",
-        "aiohttp",
-        "pyreqwest",
-        "redis",
-        "uvloop",
-        "pgqueuer",
-        "procrastinate",
-        "psycopg",
-    )
-    versions = []
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions.append(f"{name} {metadata.version(name)}")
-    return [
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()},"
-        f" {psutil.virtual_memory().total / 2**30:.0f} GiB",
-        f"- core speed: {cpu_calibration_s():.2f} s for a pure-Python loop of"
-        f" {CALIBRATION_LOOPS:,} additions, best of 3 (lower is faster; compare sittings by it)",
-        f"- Python {platform.python_version()}; {await server_versions()}",
-        f"- libraries: {', '.join(versions)}",
-        f"- load average when done: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-        " (other work may share this machine: ratios measured side by side hold better than rates)",
-    ]
-
-
-async def server_versions() -> str:
-    """Return the PostgreSQL and Redis server versions."""
-    connection = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        pg = await connection.fetchval("SHOW server_version")
-    finally:
-        await connection.close()
-    client = aioredis.from_url(redis_url())
-    try:
-        info = await client.info("server")
-    finally:
-        await client.aclose()
-    return f"PostgreSQL {pg.split()[0]}, Redis {info['redis_version']}"
-
-
-async def write_results(name: str, title: str, body: list[str], command: str) -> Path:
-    """Write ``bench/results/<name>.md`` with the machine facts and the command."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.md"
-    text = [f"# {title}", "", *await machine(), f"- command: `{command}`", "", *body, ""]
-    path.write_text("\n".join(text))
-    return path
 
 
 def stop_cleanly_on_sigterm() -> None:

@@ -20,7 +20,6 @@ import functools
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,12 +28,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvloop
+from machine import library_versions, machine_facts
 
 from sms_dispatch.bootstrap import open_provider
 from sms_dispatch.config import Settings
@@ -200,25 +199,6 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     return server, line.rsplit(" ", 1)[1].strip()
 
 
-def machine() -> list[str]:
-    """Describe the machine and the library versions."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("pyreqwest", "aiohttp", "httpx", "httpcore", "uvloop")
-    )
-    return [
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}; {versions}",
-        f"- load average when done: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-        " (other work shares this machine; ratios hold better than absolute rates)",
-    ]
-
-
 def main() -> int:
     """Run every cell, print the table and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -311,7 +291,19 @@ def main() -> int:
         " with one `AsyncClient` sized to the concurrency; same request and checks for all three",
     ]
     title = "# HTTP client for the provider call: pyreqwest vs aiohttp vs httpx"
-    args.output.write_text("\n".join([title, "", *machine(), *notes, "", *lines]) + "\n")
+    args.output.write_text(
+        "\n".join(
+            [
+                title,
+                "",
+                *machine_facts(library_versions(("pyreqwest", "aiohttp", "httpx", "httpcore", "uvloop"))),
+                *notes,
+                "",
+                *lines,
+            ]
+        )
+        + "\n"
+    )
     print(f"\nwritten to {args.output}")
     return 0
 

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +45,7 @@ from listing_data import (
     recreate_database,
 )
 from listing_upkeep import Upkeep, upkeep
+from machine import machine_facts
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -55,22 +54,6 @@ from sms_dispatch.logs import configure_logging
 
 RESULTS = Path(__file__).parent / "results" / "listing.md"
 DB_NAME = "smsd_bench_listing"
-
-
-def machine(pg_version: str) -> list[str]:
-    """Describe the machine and the versions."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    return [
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}",
-        f"- {pg_version}; Python {platform.python_version()}",
-        f"- load average when done: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-        " (other work shares this machine; ratios hold better than absolute figures)",
-    ]
 
 
 def listing_table(listed: list[Case], ours: dict[str, Timing], theirs: dict[str, Timing]) -> list[str]:
@@ -154,7 +137,7 @@ async def run(args: argparse.Namespace) -> int:
     report = [
         "# Listing at scale: server-side latency on PostgreSQL",
         "",
-        *machine(f"PostgreSQL {pg_version}"),
+        *machine_facts(f"PostgreSQL {pg_version}"),
         f"- command: `.venv/bin/python bench/listing.py{' --quick' if args.quick else ''}"
         f"{f' --rows {args.rows}' if args.rows else ''}{' --reuse' if args.reuse else ''}`",
         f"- data: {rows:,} SUCCESS messages to {RECIPIENTS:,} recipients over {SPAN.days} days and"

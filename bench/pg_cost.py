@@ -30,7 +30,9 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-from harness import fresh_database, postgres_cpu, postgres_cpu_s, stop_cleanly_on_sigterm, write_results
+from harness import fresh_database, stop_cleanly_on_sigterm
+from machine import write_results
+from readings import postgres_cpu, postgres_cpu_s
 from sqlalchemy import make_url
 
 from sms_dispatch.adapters.database import create_engine

@@ -22,18 +22,17 @@ import time
 from pathlib import Path
 
 import asyncpg
+from contender import Contender, service_env
 from harness import (
     SMS_DISPATCH,
-    Contender,
     check_exactly_once,
     flush_redis,
     fresh_database,
-    service_env,
     simulator,
     stop_cleanly_on_sigterm,
     wait_drained,
-    write_results,
 )
+from machine import write_results
 
 INSERT = """INSERT INTO messages ("to", content) VALUES ($1, 'Insider - Project')"""
 

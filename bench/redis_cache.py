@@ -18,7 +18,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from harness import redis_url, write_results
+from harness import redis_url
+from machine import write_results
 
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
 from sms_dispatch.keys import sent_message_key, sent_message_value

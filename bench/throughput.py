@@ -36,29 +36,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from contender import Contender, service_env
 from harness import (
     BENCH,
     PYTHON,
     RESULTS,
     SMS_DISPATCH,
-    Contender,
     Run,
     Simulator,
     check_exactly_once,
     flush_redis,
     fresh_database,
-    postgres_cpu,
-    postgres_cpu_s,
     redis_url,
-    service_env,
     set_switch,
     simulator,
     stop_cleanly_on_sigterm,
-    tree_cpu_s,
-    tree_peak_rss_mb,
     wait_drained,
-    write_results,
 )
+from machine import write_results
+from readings import postgres_cpu, postgres_cpu_s, tree_cpu_s, tree_peak_rss_mb
 
 SERVICE = "sms-dispatch"
 PEERS = ("ceiling", "ceiling-pyreqwest", "go-loop", "go-loop-pyreqwest", "pgqueuer", "procrastinate")
