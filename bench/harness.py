@@ -99,9 +99,10 @@ class Run:
 class Simulator:
     """The provider simulator in its own process, with its delivery ledger."""
 
-    def __init__(self, latency_ms: float = 0.0) -> None:
+    def __init__(self, latency_ms: float = 0.0, jitter_ms: float = 0.0) -> None:
+        options = ["--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms), "--auth-key", AUTH_KEY]
         self._proc = subprocess.Popen(
-            [PYTHON, str(BENCH / "simserver.py"), "--latency-ms", str(latency_ms), "--auth-key", AUTH_KEY],
+            [PYTHON, str(BENCH / "simserver.py"), *options],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -131,9 +132,9 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def simulator(latency_ms: float = 0.0) -> Iterator[Simulator]:
+def simulator(latency_ms: float = 0.0, jitter_ms: float = 0.0) -> Iterator[Simulator]:
     """Run the simulator for the block."""
-    sim = Simulator(latency_ms)
+    sim = Simulator(latency_ms, jitter_ms)
     try:
         yield sim
     finally:

@@ -1,10 +1,11 @@
 """The provider simulator as its own process, for the benchmarks, with a delivery ledger.
 
-    python bench/simserver.py [--latency-ms 0] [--port 0] [--auth-key KEY] [--framework]
+    python bench/simserver.py [--latency-ms 0] [--jitter-ms 0] [--port 0] [--auth-key KEY] [--framework]
 
 Prints ``provider simulator listening on <url>`` once ready. A ``POST`` on any path with a
 JSON body holding string ``to`` and ``content`` answers like webhook.site:
-``202 {"message": "Accepted", "messageId": "<uuid4>"}``, after ``--latency-ms``; a body that
+``202 {"message": "Accepted", "messageId": "<uuid4>"}``, after ``--latency-ms`` (give or take up
+to ``--jitter-ms``, uniformly, as a real provider's time varies); a body that
 is not that answers 400, a wrong ``x-ins-auth-key`` (when ``--auth-key`` is given) 401.
 Every 202 is counted under the request's ``Idempotency-Key``, so a run can check that each
 message reached the provider exactly once: ``GET /_bench/ledger`` gives
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import uuid
 from collections import Counter
 
@@ -60,8 +62,9 @@ def _ledger_body() -> bytes:
 class SimProtocol(asyncio.Protocol):
     """One client connection: parse requests with httptools, answer each in order."""
 
-    def __init__(self, latency_s: float, auth_key: bytes | None) -> None:
+    def __init__(self, latency_s: float, auth_key: bytes | None, jitter_s: float = 0.0) -> None:
         self._latency_s = latency_s
+        self._jitter_s = min(jitter_s, latency_s)
         self._auth_key = auth_key
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -112,7 +115,12 @@ class SimProtocol(asyncio.Protocol):
         status, body = self._answer(method)
         answer = _response(status, body, keep_alive=keep_alive)
         if self._latency_s > 0:
-            asyncio.get_running_loop().call_later(self._latency_s, self._send, answer, not keep_alive)
+            delay_s = (
+                self._latency_s + random.uniform(-self._jitter_s, self._jitter_s)
+                if self._jitter_s
+                else self._latency_s
+            )
+            asyncio.get_running_loop().call_later(delay_s, self._send, answer, not keep_alive)
         else:
             self._send(answer, close=not keep_alive)
 
@@ -143,12 +151,12 @@ class SimProtocol(asyncio.Protocol):
             transport.close()
 
 
-async def serve(latency_ms: float, port: int, auth_key: str | None) -> None:
+async def serve(latency_ms: float, port: int, auth_key: str | None, jitter_ms: float = 0.0) -> None:
     """Serve the lean simulator until killed."""
     loop = asyncio.get_running_loop()
     key = auth_key.encode() if auth_key else None
     server = await loop.create_server(
-        lambda: SimProtocol(latency_ms / 1000, key), "127.0.0.1", port, backlog=4096
+        lambda: SimProtocol(latency_ms / 1000, key, jitter_ms / 1000), "127.0.0.1", port, backlog=4096
     )
     host, bound = server.sockets[0].getsockname()[:2]
     print(f"provider simulator listening on http://{host}:{bound}/", flush=True)
@@ -159,6 +167,7 @@ def main() -> None:
     """Parse the options and serve."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="vary each answer's delay by up to this")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--auth-key", default=None, help="answer 401 unless x-ins-auth-key is this")
     parser.add_argument(
@@ -170,7 +179,7 @@ def main() -> None:
 
         uvloop.run(serve_framework(args.latency_ms, args.port))
     else:
-        uvloop.run(serve(args.latency_ms, args.port, args.auth_key))
+        uvloop.run(serve(args.latency_ms, args.port, args.auth_key, args.jitter_ms))
 
 
 if __name__ == "__main__":
