@@ -18,8 +18,9 @@ process, the contender in its own process):
   with ``MESSAGE_MAX_WORKERS=1000`` claiming 1,000 rows at once and 500, and 2 processes of 500
   (``LATENCY_SETUPS``), interleaved, each with its own verdict; and the first of them against a
   simulator whose answers take 200 ms give or take up to 20 (uniformly, so the bound is the
-  same): a fixed delay brings the 1,000 answers back in waves that one event loop works
-  through one by one, a varying one spreads them as a real provider's would;
+  same). With a fixed delay the 1,000 answers come back in waves that one event loop works
+  through one at a time; the varying delay tells whether those waves are what holds one
+  process back, as a real provider's varying time would spread them;
 - memory (``--memory``, on by default in ``run_all.py``): peak RSS while draining 1,000,000.
 
 Every run checks itself before it counts: each row SUCCESS with a distinct provider id, the
