@@ -18,7 +18,9 @@ On a table adopted from the Go service, ``ix_messages_message_id`` was never add
 service's own ``idx_messages_message_id`` serves it) and that index is left as it is.
 
 Each index is dropped and created again in the migration's transaction, so no insert sees the
-table without its unique index; writes wait for the build (the columns are mostly NULL).
+table without its unique index. ``DROP INDEX`` locks ``messages`` until the migration commits:
+reads and writes wait for the builds, measured at about 1.3 s for a million sent rows (1.2 s of
+it the provider-id index; the idempotency-key index, mostly NULL, 0.1 s).
 
 Revision ID: 0009
 Revises: 0008
