@@ -41,15 +41,24 @@ def tree_peak_rss_mb(pid: int) -> float:
 
 
 def postgres_cpu() -> dict[int, float]:
-    """Return the CPU seconds each PostgreSQL server process on this machine has used so far."""
+    """Return the CPU seconds PostgreSQL's server processes on this machine have used so far.
+
+    One entry per live process, and one per postmaster (under its negated pid) for the children
+    it has already reaped: a backend or an autovacuum worker that ends between two readings is
+    counted there, not lost.
+    """
     seen = {}
-    for process in psutil.process_iter(["name", "cpu_times"]):
+    for process in psutil.process_iter(["name", "cpu_times", "ppid"]):
         times = process.info["cpu_times"]
-        if process.info["name"] in {"postgres", "postmaster"} and times is not None:
-            seen[process.pid] = times.user + times.system
+        if process.info["name"] not in {"postgres", "postmaster"} or times is None:
+            continue
+        seen[process.pid] = times.user + times.system
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(process.info["ppid"]).name() not in {"postgres", "postmaster"}:
+                seen[-process.pid] = times.children_user + times.children_system
     return seen
 
 
 def postgres_cpu_s(before: dict[int, float], after: dict[int, float]) -> float:
-    """Return the PostgreSQL CPU seconds between two readings (backends that ended are missed)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    """Return the PostgreSQL CPU seconds between two readings, ended processes included."""
+    return sum(after.values()) - sum(before.values())

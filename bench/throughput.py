@@ -83,7 +83,7 @@ class LatencySetup:
         """How the verdict names it."""
         workers = LATENCY_WORKERS // self.processes
         label = f"{self.processes} × MESSAGE_MAX_WORKERS={workers}, MESSAGE_BATCH_SIZE={self.batch}"
-        return label + (f", provider 200 ± {self.jitter_ms:g} ms" if self.jitter_ms else "")
+        return label + (f", provider {LATENCY_BOUND_MS:g} ± {self.jitter_ms:g} ms" if self.jitter_ms else "")
 
 
 LATENCY_SETUPS = (

@@ -65,8 +65,9 @@ async def hand_insert(engine: AsyncEngine, to: str, key: str | None, message_id:
 
 
 async def test_upgrade_makes_both_indexes_partial_and_keys_stay_unique(at_0008: AsyncEngine) -> None:
-    """Rows already there survive; a key already used finds its message, a new key creates one,
-    rows without a key are as many as you like, and a duplicate key by hand is refused."""
+    """Rows already there survive; a key already used finds its message through the partial
+    index (the insert names its predicate, or the database refuses the ON CONFLICT), a new key
+    creates one, and a duplicate key inserted by hand is refused."""
     before = await definitions(at_0008)
     assert set(before) == set(INDEXES)
     assert not any("NOT NULL" in sql.upper() for sql in before.values())
@@ -107,19 +108,20 @@ async def test_downgrade_indexes_every_row_again(at_0008: AsyncEngine) -> None:
 
 @pytest.mark.postgres
 async def test_postgres_still_finds_a_message_by_provider_id_through_the_index(pg_url: str) -> None:
-    """``message_id = :id`` is served by the partial index (sequential scans disabled to ask)."""
+    """``message_id = $1`` is served by the partial index in the generic plan asyncpg's prepared
+    statements end up with (sequential scans disabled to ask)."""
     engine = create_engine(make_url(pg_url).set(drivername="postgresql+asyncpg"), pool_size=1)
     try:
         await migrate(engine)
         await hand_insert(engine, "+905551", None, "provider-1")
         async with engine.connect() as connection:
             await connection.execute(text("SET enable_seqscan = off"))
-            plan = "\n".join(
-                row[0]
-                for row in await connection.execute(
-                    text("EXPLAIN SELECT id FROM messages WHERE message_id = 'provider-1'")
-                )
+            await connection.execute(text("SET plan_cache_mode = force_generic_plan"))
+            await connection.execute(
+                text("PREPARE by_provider(varchar) AS SELECT id FROM messages WHERE message_id = $1")
             )
+            explained = await connection.execute(text("EXPLAIN EXECUTE by_provider('provider-1')"))
+            plan = "\n".join(row[0] for row in explained)
         assert "ix_messages_message_id" in plan, plan
     finally:
         await engine.dispose()

@@ -11,8 +11,17 @@ NULL``) keep only the entries a lookup can use:
 - the idempotent insert names the predicate in ``ON CONFLICT (idempotency_key) WHERE
   idempotency_key IS NOT NULL``, which infers the partial unique index; keys stay unique.
 
-Measured (``bench/pg_cost.py``): PostgreSQL CPU per message of a claim and a finish drops by
-about 4 µs of about 54; the idempotency index no longer grows with messages that have no key.
+Measured (``bench/pg_cost.py``): PostgreSQL CPU per message of a claim and a finish, 56.5
+against 60.5 µs in 5 interleaved rounds of 40,000 (58.3 against 59.3 in a 3-round sitting,
+inside its spread): a small saving. The clear one is size: after 100,000 sends the
+idempotency index is 8 KiB instead of 3.5 MiB, as it no longer grows with keyless messages.
+
+**Upgrading a fleet:** an instance from before this migration names the whole index in its
+idempotent insert (``ON CONFLICT (idempotency_key)``), which the database no longer matches once
+the index is partial: its ``POST /messages`` with an ``Idempotency-Key`` then fails (HTTP 500,
+nothing stored) until it is replaced. Stop the older instances before a new one migrates, or
+expect their keyed creates to fail during the rollout; the client's retry with the same key
+succeeds on a new instance. Every other route of an older instance keeps working.
 
 On a table adopted from the Go service, ``ix_messages_message_id`` was never added (the Go
 service's own ``idx_messages_message_id`` serves it) and that index is left as it is.
