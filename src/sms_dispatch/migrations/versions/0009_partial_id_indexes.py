@@ -11,9 +11,9 @@ NULL``) keep only the entries a lookup can use:
 - the idempotent insert names the predicate in ``ON CONFLICT (idempotency_key) WHERE
   idempotency_key IS NOT NULL``, which infers the partial unique index; keys stay unique.
 
-Measured (``bench/pg_cost.py``): PostgreSQL CPU per message of a claim and a finish, 56.5
-against 60.5 µs in 5 interleaved rounds of 40,000 (58.3 against 59.3 in a 3-round sitting,
-inside its spread): a small saving. The clear one is size: after 100,000 sends the
+Measured (``bench/pg_cost.py --rounds 5 --messages 40000``, ``bench/results/pg_cost_steady.md``):
+PostgreSQL CPU per message of a claim and a finish, 52.2 against 57.5 µs (58.3 against 59.3 in
+a 3-round sitting, inside its spread): a small saving. The clear one is size: after 100,000 sends the
 idempotency index is 8 KiB instead of 3.5 MiB, as it no longer grows with keyless messages.
 
 **Upgrading a fleet:** an instance from before this migration names the whole index in its
