@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,19 @@ class Run:
     def ok(self) -> bool:
         """True when the exactly-once check found nothing wrong."""
         return not self.problems
+
+
+def median_run(runs: Sequence[Run]) -> Run:
+    """Return the run with the median rate (all runs must have passed their check)."""
+    ordered = sorted(runs, key=lambda r: r.rate)
+    chosen = ordered[len(ordered) // 2]
+    chosen.problems = [p for r in runs for p in r.problems]
+    return chosen
+
+
+def verdict(target: str, met: bool, figure: str) -> str:
+    """One line of a results file's targets: ``- met: ...`` or ``- NOT met: ...`` (``run_all`` reads them)."""
+    return f"- {'met' if met else 'NOT met'}: {target} ({figure})"
 
 
 class Simulator:

@@ -16,7 +16,7 @@ process, the contender in its own process):
 - cores: the same drain with ``sms-dispatch worker --processes 2``;
 - latency-bound: simulator answering in 200 ms, 1,000 in flight, against 5,000/s: one process
   with ``MESSAGE_MAX_WORKERS=1000`` claiming 1,000 rows at once and 500, and 2 processes of 500
-  (``LATENCY_SETUPS``), interleaved, each with its own verdict; and the first of them against a
+  (``latency_bound.LATENCY_SETUPS``), interleaved, each with its own verdict; and the first of them against a
   simulator whose answers take 200 ms give or take up to 20 (uniformly, so the bound is the
   same). With a fixed delay the 1,000 answers come back in waves that one event loop works
   through one at a time; the varying delay tells whether those waves are what holds one
@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import functools
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from contender import Contender, service_env
@@ -52,12 +50,15 @@ from harness import (
     check_exactly_once,
     flush_redis,
     fresh_database,
+    median_run,
     redis_url,
     set_switch,
     simulator,
     stop_cleanly_on_sigterm,
+    verdict,
     wait_drained,
 )
+from latency_bound import LatencySetup, latency_section, run_latency
 from machine import write_results
 from readings import postgres_cpu, postgres_cpu_s, tree_cpu_s, tree_peak_rss_mb
 
@@ -66,36 +67,6 @@ PEERS = ("ceiling", "ceiling-pyreqwest", "go-loop", "go-loop-pyreqwest", "pgqueu
 CEILINGS = ("ceiling", "ceiling-pyreqwest")
 """The raw loops: the service is shown as a share of each, and they drain as many as it does."""
 GO_LOOPS = ("go-loop", "go-loop-pyreqwest")
-LATENCY_BOUND_MS = 200.0
-LATENCY_WORKERS = 1000
-
-
-@dataclass(frozen=True)
-class LatencySetup:
-    """One way to hold 1,000 sends in flight: processes and rows per claim."""
-
-    processes: int
-    batch: int
-    jitter_ms: float = 0.0
-
-    @property
-    def label(self) -> str:
-        """How the verdict names it."""
-        workers = LATENCY_WORKERS // self.processes
-        label = f"{self.processes} × MESSAGE_MAX_WORKERS={workers}, MESSAGE_BATCH_SIZE={self.batch}"
-        return label + (f", provider {LATENCY_BOUND_MS:g} ± {self.jitter_ms:g} ms" if self.jitter_ms else "")
-
-
-LATENCY_SETUPS = (
-    LatencySetup(1, 1000),
-    LatencySetup(1, 500),
-    LatencySetup(2, 500),
-    LatencySetup(1, 1000, jitter_ms=20.0),
-)
-"""The issue's single process with MESSAGE_MAX_WORKERS=1000, claiming 1,000 rows at once and
-500 (each claim turns its rows into messages in one go, and the answers waiting meanwhile
-wait longer); the same 1,000 in flight over 2 processes of 500; and the first against a
-provider whose time varies by up to ±20 ms around the same 200 (the bound stays 5,000/s)."""
 
 
 async def drain(
@@ -173,14 +144,6 @@ def start_profiler(pid: int, name: str) -> subprocess.Popen[bytes]:
     )
 
 
-def median_run(runs: Sequence[Run]) -> Run:
-    """Return the run with the median rate (all runs must have passed their check)."""
-    ordered = sorted(runs, key=lambda r: r.rate)
-    chosen = ordered[len(ordered) // 2]
-    chosen.problems = [p for r in runs for p in r.problems]
-    return chosen
-
-
 def table(runs: dict[str, Run], service: Run | None) -> list[str]:
     """Render the drain table (without the service, its comparison column stays empty)."""
     lines = [
@@ -223,24 +186,8 @@ async def main_async(args: argparse.Namespace) -> int:
             cores = [await drain(SERVICE, sim, messages, processes=2) for _ in range(args.repeat)]
     latency: dict[LatencySetup, list[Run]] = {}
     if not args.skip_latency:
-        with contextlib.ExitStack() as stack:
-            slow = {
-                jitter_ms: stack.enter_context(simulator(latency_ms=LATENCY_BOUND_MS, jitter_ms=jitter_ms))
-                for jitter_ms in sorted({setup.jitter_ms for setup in LATENCY_SETUPS})
-            }
-            count = args.latency_messages or (5_000 if args.quick else 50_000)
-            print(f"latency-bound: {count:,} messages, simulator at {LATENCY_BOUND_MS:g} ms", flush=True)
-            for _ in range(args.repeat):  # interleaved, like the drain rounds
-                for setup in LATENCY_SETUPS:
-                    got = await drain(
-                        SERVICE,
-                        slow[setup.jitter_ms],
-                        count,
-                        workers=LATENCY_WORKERS // setup.processes,
-                        batch=setup.batch,
-                        processes=setup.processes,
-                    )
-                    latency.setdefault(setup, []).append(got)
+        count = args.latency_messages or (5_000 if args.quick else 50_000)
+        latency = await run_latency(functools.partial(drain, SERVICE), count=count, repeat=args.repeat)
     memory: Run | None = None
     if args.memory:
         with simulator() as sim:
@@ -262,9 +209,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if SERVICE in runs:
         service = runs[SERVICE]
         peers = [r for n, r in runs.items() if n not in (SERVICE, *CEILINGS, *GO_LOOPS)]
-        verdicts.append(
-            _verdict("drain ≥ 10,000 msg/s", service.rate >= 10_000, f"{service.rate:,.0f} msg/s")
-        )
+        verdicts.append(verdict("drain ≥ 10,000 msg/s", service.rate >= 10_000, f"{service.rate:,.0f} msg/s"))
         ceiling_targets = {
             "ceiling": "drain ≥ 80% of the ceiling (aiohttp, as the issue defines it)",
             "ceiling-pyreqwest": "drain ≥ 80% of the ceiling on the service's own client (pyreqwest)",
@@ -272,10 +217,10 @@ async def main_async(args: argparse.Namespace) -> int:
         for name, target in ceiling_targets.items():
             if name in runs:
                 share = service.rate / runs[name].rate
-                verdicts.append(_verdict(target, share >= 0.8, f"{share:.0%}"))
+                verdicts.append(verdict(target, share >= 0.8, f"{share:.0%}"))
         for run in [*peers, *(runs[name] for name in GO_LOOPS if name in runs)]:
             ratio = service.rate / run.rate
-            verdicts.append(_verdict(f"drain ≥ 3x {run.name}", ratio >= 3, f"{ratio:.1f}x"))
+            verdicts.append(verdict(f"drain ≥ 3x {run.name}", ratio >= 3, f"{ratio:.1f}x"))
         if cores:
             two = median_run(cores)
             ratio = two.rate / service.rate
@@ -286,32 +231,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"| 1 | {service.rate:,.0f} | {service.cpu_per_1000:.3f} | 1.00x |",
                 f"| 2 | {two.rate:,.0f} | {two.cpu_per_1000:.3f} | {ratio:.2f}x |",
             ]
-            verdicts.append(_verdict("2 processes ≥ 1.5x one", ratio >= 1.5, f"{ratio:.2f}x"))
+            verdicts.append(verdict("2 processes ≥ 1.5x one", ratio >= 1.5, f"{ratio:.2f}x"))
     if latency:
-        bound = LATENCY_WORKERS / (LATENCY_BOUND_MS / 1000)
-        body += ["", f"## Latency-bound: simulator at {LATENCY_BOUND_MS:g} ms, 1,000 in flight", ""]
-        body += [
-            "| processes × MESSAGE_MAX_WORKERS | MESSAGE_BATCH_SIZE | provider | messages | messages/s"
-            " | share of the 5,000/s bound | share of the same processes' 0 ms drain | CPU-s per 1,000 |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
         zero_ms = {1: runs.get(SERVICE), 2: median_run(cores) if cores else None}
-        for setup, each in latency.items():
-            got = median_run(each)
-            drained = zero_ms[setup.processes]
-            of_drain = f"{got.rate / drained.rate:.0%}" if drained else "—"
-            body.append(
-                f"| {setup.processes} × {LATENCY_WORKERS // setup.processes} | {setup.batch:,}"
-                f" | {LATENCY_BOUND_MS:g} ± {setup.jitter_ms:g} ms | {got.messages:,} | {got.rate:,.0f} | {got.rate / bound:.0%} | {of_drain}"
-                f" | {got.cpu_per_1000:.3f} |"
-            )
-            verdicts.append(
-                _verdict(
-                    f"latency-bound ≥ 90% of 5,000/s, {setup.label}",
-                    got.rate / bound >= 0.9,
-                    f"{got.rate / bound:.0%}",
-                )
-            )
+        lines, found = latency_section(latency, zero_ms)
+        body += lines
+        verdicts += found
     if memory:
         body += ["", f"## Memory: draining {memory.messages:,} messages", ""]
         body += [
@@ -320,7 +245,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f"| {memory.messages:,} | {memory.rate:,.0f} | {memory.peak_rss_mb:.0f} MB |",
         ]
         verdicts.append(
-            _verdict("peak RSS < 150 MB", memory.peak_rss_mb < 150, f"{memory.peak_rss_mb:.0f} MB")
+            verdict("peak RSS < 150 MB", memory.peak_rss_mb < 150, f"{memory.peak_rss_mb:.0f} MB")
         )
     body += [
         "",
@@ -340,10 +265,6 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"FAILED: {len(wrong)} run(s) did not deliver exactly once", file=sys.stderr)
         return 1
     return 0
-
-
-def _verdict(target: str, met: bool, figure: str) -> str:
-    return f"- {'met' if met else 'NOT met'}: {target} ({figure})"
 
 
 def main() -> int:
