@@ -6,11 +6,10 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from alembic import command
-from sqlalchemy import URL, Connection, text
+from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
+from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status, Transition
 from tests.conftest import FakeClock
@@ -27,6 +26,7 @@ from tests.contract.listing_helpers import (
     sql,
 )
 from tests.contract.store_helpers import LEASE_S, Subject, add, claim, sent
+from tests.schema_helpers import migrate_to
 
 
 async def test_counts_follow_create_claim_and_finish(subject: Subject, clock: FakeClock) -> None:
@@ -109,7 +109,7 @@ async def test_migration_counts_the_rows_already_there(sql_database_url: URL) ->
     engine = create_engine(sql_database_url, pool_size=2)
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(_upgrade_to, "0002")
+            await connection.run_sync(migrate_to, "0002")
             await connection.commit()
         for statement in (HAND_INSERT, HAND_INSERT, HAND_INSERT):
             await sql(engine, statement)
@@ -119,12 +119,6 @@ async def test_migration_counts_the_rows_already_there(sql_database_url: URL) ->
         assert await SqlMessageStore(engine).count_by_status() == counts(PENDING=1, SUCCESS=1)
     finally:
         await engine.dispose()
-
-
-def _upgrade_to(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
 
 
 # PostgreSQL: deltas, folding, TRUNCATE, several writers at once.

@@ -9,41 +9,30 @@ builds beside it (another SQLite file; another schema of the same PostgreSQL dat
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from sqlalchemy import URL, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.database import create_engine
 from sms_dispatch.adapters.tables import metadata
+from tests.schema_helpers import index_definitions
 
 DECLARED = "declared"
-
-
-async def definitions(connection: AsyncConnection, schema: str) -> dict[str, str]:
-    """Each index's definition as the database writes it, with the schema name left out."""
-    if connection.dialect.name == "postgresql":
-        sql = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :schema"
-        rows = (await connection.execute(text(sql), {"schema": schema})).all()
-        return {name: sql.replace(f" {schema}.", " ") for name, sql in rows}
-    sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-    rows = (await connection.execute(text(sql))).all()
-    return {name: re.sub(r"\s+", " ", sql.replace('"', "")).strip() for name, sql in rows}
 
 
 async def test_migrated_indexes_are_the_declared_ones(engine: AsyncEngine, tmp_path: Path) -> None:
     """Same names, columns, order, uniqueness and conditions, on SQLite and PostgreSQL."""
     tables = set(metadata.tables)
     async with engine.connect() as connection:
-        migrated = await definitions(connection, "public")
+        migrated = await index_definitions(connection, "public")
     if engine.dialect.name == "postgresql":
         async with engine.begin() as connection:
             await connection.execute(text(f"CREATE SCHEMA {DECLARED}"))
             declared_in = await connection.execution_options(schema_translate_map={None: DECLARED})
             await declared_in.run_sync(metadata.create_all)
         async with engine.connect() as connection:
-            declared = await definitions(connection, DECLARED)
+            declared = await index_definitions(connection, DECLARED)
     else:
         other = create_engine(
             URL.create("sqlite+aiosqlite", database=str(tmp_path / "declared.db")), pool_size=1
@@ -52,7 +41,7 @@ async def test_migrated_indexes_are_the_declared_ones(engine: AsyncEngine, tmp_p
             async with other.begin() as connection:
                 await connection.run_sync(metadata.create_all)
             async with other.connect() as connection:
-                declared = await definitions(connection, "main")
+                declared = await index_definitions(connection, "main")
         finally:
             await other.dispose()
     on_our_tables = {

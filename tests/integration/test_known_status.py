@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from alembic import command
-from sqlalchemy import URL, Connection, text
+from sqlalchemy import URL, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
+from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status
+from tests.schema_helpers import migrate_to
 
 
 @pytest.fixture
@@ -22,13 +22,8 @@ async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     """An engine on a database migrated up to 0007 (before the rule)."""
     created = create_engine(database_url, pool_size=2)
 
-    def upgrade_to_0007(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0007")
-
     async with created.begin() as connection:
-        await connection.run_sync(upgrade_to_0007)
+        await connection.run_sync(migrate_to, "0007")
     yield created
     await created.dispose()
 

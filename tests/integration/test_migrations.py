@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -23,6 +22,7 @@ from sms_dispatch.adapters.database import alembic_config, create_engine, migrat
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import metadata
 from sms_dispatch.domain import NewMessage, Status
+from tests.schema_helpers import migrate_to
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -72,13 +72,6 @@ def schema_differences(connection: Connection) -> list[Any]:
     """Return how the database differs from ``tables.metadata`` (types and defaults included)."""
     options = {"compare_type": True, "compare_server_default": True}
     return compare_metadata(MigrationContext.configure(connection, opts=options), metadata)
-
-
-def downgrade_to_base(connection: Connection) -> None:
-    """Run every migration's downgrade on ``connection``."""
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.downgrade(config, "base")
 
 
 @pytest.fixture
@@ -213,7 +206,7 @@ async def test_downgrade_of_an_adopted_table_keeps_its_rows(pg: AsyncEngine, go_
     """Downgrading an adopted table drops only what was added; every Go row remains."""
     await migrate(pg)
     async with pg.connect() as connection:
-        await connection.run_sync(downgrade_to_base)
+        await connection.run_sync(migrate_to, "base", down=True)
         await connection.commit()
         columns = await connection.run_sync(
             lambda c: {col["name"] for col in inspect(c).get_columns("messages")}
@@ -258,7 +251,7 @@ async def test_downgrade_of_a_created_schema_drops_it(pg: AsyncEngine) -> None:
     """Downgrading a schema this migration created drops both tables."""
     await migrate(pg)
     async with pg.connect() as connection:
-        await connection.run_sync(downgrade_to_base)
+        await connection.run_sync(migrate_to, "base", down=True)
         await connection.commit()
         tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert tables == {"alembic_version"}

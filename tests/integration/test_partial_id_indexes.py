@@ -3,32 +3,21 @@ stay unique, lookups still use them, and the downgrade indexes every row again."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from alembic import command
-from sqlalchemy import URL, Connection, make_url, text
+from sqlalchemy import URL, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
+from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import NewMessage
+from tests.schema_helpers import index_definitions, migrate_to
 
 INDEXES = ("ux_messages_idempotency_key", "ix_messages_message_id")
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-
-
-def to_revision(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
-    """A ``run_sync`` callable that moves the schema to ``revision``."""
-
-    def move(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return move
 
 
 @pytest.fixture
@@ -36,20 +25,16 @@ async def at_0008(database_url: URL) -> AsyncIterator[AsyncEngine]:
     """An engine on a database migrated up to 0008 (both indexes over every row)."""
     created = create_engine(database_url, pool_size=2)
     async with created.begin() as connection:
-        await connection.run_sync(to_revision("0008"))
+        await connection.run_sync(migrate_to, "0008")
     yield created
     await created.dispose()
 
 
 async def definitions(engine: AsyncEngine) -> dict[str, str]:
-    """The SQL that defines each of the two indexes, as the database reports it."""
-    if engine.dialect.name == "postgresql":
-        sql = "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE indexname IN (:a, :b)"
-    else:
-        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN (:a, :b)"
+    """The SQL that defines each of the two indexes, as the database writes it out."""
     async with engine.connect() as connection:
-        result = await connection.execute(text(sql), dict(zip("ab", INDEXES, strict=True)))
-        return {row.name: row.sql for row in result}
+        found = await index_definitions(connection, "public")
+    return {name: sql for name, sql in found.items() if name in INDEXES}
 
 
 async def hand_insert(engine: AsyncEngine, to: str, key: str | None, message_id: str | None) -> None:
@@ -97,7 +82,7 @@ async def test_downgrade_indexes_every_row_again(at_0008: AsyncEngine) -> None:
     """Back at 0008 both indexes cover every row, with the key still unique."""
     await migrate(at_0008)
     async with at_0008.begin() as connection:
-        await connection.run_sync(to_revision("0008", down=True))
+        await connection.run_sync(migrate_to, "0008", down=True)
     back = await definitions(at_0008)
     assert set(back) == set(INDEXES)
     assert not any("NOT NULL" in sql.upper() for sql in back.values()), back

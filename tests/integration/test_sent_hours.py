@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sms_dispatch.adapters import sql_listing
-from sms_dispatch.adapters.database import alembic_config, create_engine, migrate
+from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.sql_listing_statements import SENT_BY_HOURS, Way, sent_statement
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.domain import Status, Transition
 from sms_dispatch.ports import Page
 from tests.contract.store_helpers import async_pg_url
+from tests.schema_helpers import migrate_to
 
 pytestmark = pytest.mark.postgres
 
@@ -225,7 +225,7 @@ async def test_migration_counts_the_sent_rows_already_there(pg_url: str) -> None
     created = create_engine(async_pg_url(pg_url), pool_size=2)
     try:
         async with created.connect() as connection:
-            await connection.run_sync(_upgrade_to, "0006")
+            await connection.run_sync(migrate_to, "0006")
             await connection.commit()
         await run(created, INSERT_SENT, start=START, n=40)
         await run(created, INSERT_UNDATED, n=2)
@@ -233,9 +233,3 @@ async def test_migration_counts_the_sent_rows_already_there(pg_url: str) -> None
         await assert_hours_exact(created)
     finally:
         await created.dispose()
-
-
-def _upgrade_to(connection: Connection, revision: str) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
