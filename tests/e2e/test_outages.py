@@ -12,13 +12,12 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,55 +34,7 @@ from tests.e2e.lifecycle import (
     tally,
     wait_for,
 )
-
-
-class RedisServer:
-    """A redis-server of our own on a free port, with nothing saved to disk, to kill at will."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._workdir = workdir
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING."""
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self._proc = subprocess.Popen(
-            command, cwd=self._workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        try:
-            while not _answers(client):
-                assert self._proc.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer"
-                time.sleep(0.05)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """Kill the server (SIGKILL): clients see refused connections from now on."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A running private redis-server; killed after the test whatever happened."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
+from tests.redis_server import RedisServer
 
 
 async def scrape(base: str, name: str) -> float:
@@ -148,6 +99,8 @@ async def test_redis_outage_slows_nothing_and_loses_nothing(
         await wait_for(lambda: delivered(2 * per_phase), 60, "the messages sent while Redis was down")
         down_s = time.monotonic() - down_started
         failures_during = await scrape(base, "sms_dispatch_cache_write_failures_total")
+        async with httpx.AsyncClient() as http:
+            ready_during = await http.get(f"{base}/ready")
 
         private_redis.start()  # empty: the entries written before the outage died with it
         rows = await fetch_rows(pg_url)
@@ -169,6 +122,11 @@ async def test_redis_outage_slows_nothing_and_loses_nothing(
     assert code == 0, service.output()
     assert failures_before == 0
     assert 0 < failures_during - failures_before <= per_phase
+    # Still ready: Redis is reported, with what waits for it, but does not take the instance out.
+    assert ready_during.status_code == 200, ready_during.text
+    ready = ready_during.json()["data"]
+    assert (ready["database"], ready["redis"]) == ("ok", "degraded")
+    assert ready["cacheBacklog"] == failures_during - failures_before
     assert tally(requests).duplicates == 0 and len(requests) == 2 * per_phase
     assert all(r["status"] == "SUCCESS" and r["attempts"] == 1 for r in rows)
     assert_keys_match_rows(requests, rows)

@@ -13,6 +13,7 @@ from sms_dispatch import __version__
 from sms_dispatch.api.envelope import error_responses
 from sms_dispatch.api.errors import install_error_handlers
 from sms_dispatch.api.middleware import RequestContextMiddleware
+from sms_dispatch.api.outages import ApiOutages, DatabaseAnswersMiddleware
 from sms_dispatch.api.routes import actions, dashboard, docs, messages, meta, ops, scheduler
 from sms_dispatch.api.security import keyring_for
 from sms_dispatch.bootstrap import Services
@@ -36,11 +37,14 @@ def create_app(services: Services) -> FastAPI:
     app = _routed_app()
     app.state.services = services
     app.state.keyring = keyring_for(services.settings)
+    app.state.outages = outages = ApiOutages()
     install_error_handlers(app)
     app.mount("/swagger/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-assets")
     # Outside Starlette's own error middleware, so a 500 answer gets its request id and access line.
     build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: RequestContextMiddleware(build_stack())  # type: ignore[method-assign]
+    app.build_middleware_stack = lambda: RequestContextMiddleware(  # type: ignore[method-assign]
+        DatabaseAnswersMiddleware(build_stack(), outages)
+    )
     return app
 
 

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sms_dispatch.api.envelope import ErrorBody, ErrorEnvelope, FieldError
+from sms_dispatch.api.middleware import LOGGED_ERROR
+from sms_dispatch.api.outages import ApiOutages
 from sms_dispatch.errors import (
     Conflict,
     DependencyUnavailable,
@@ -106,8 +108,12 @@ def _allowed_methods(request: Request, routed: str | None) -> str | None:
     return ", ".join(sorted(methods))
 
 
-async def _on_domain(_: Request, exc: Exception) -> JSONResponse:
+async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SmsDispatchError)
+    if isinstance(exc, DependencyUnavailable):
+        # An outage, not a bug: one line when it starts (the OutageLog), no traceback per request.
+        outages: ApiOutages = request.app.state.outages
+        outages.failed(exc.dependency, exc, path=request.url.path)
     for kind, status, code in _STATUS_OF:
         if isinstance(exc, kind):
             details = None
@@ -120,6 +126,9 @@ async def _on_domain(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", path=request.url.path, exc_info=exc)
+    # Starlette raises the error again after this answer, for the server to log a second
+    # traceback; the request middleware drops what was logged here (``middleware.py``).
+    request.scope[LOGGED_ERROR] = exc
     return error_response(500, "INTERNAL_ERROR", "internal error; see the service log")
 
 
