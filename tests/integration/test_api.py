@@ -31,12 +31,12 @@ async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Check the error envelope and return its error object."""
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    """Check the error envelope (``code`` the status as an integer, ``type`` its name); return its error."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["success"] is False
-    assert body["error"]["code"] == code
+    assert body["error"]["code"] == status and body["error"]["type"] == error_type
     assert body["error"]["message"]
     assert "timestamp" in body
     error: dict[str, Any] = body["error"]
@@ -165,6 +165,18 @@ async def test_non_json_body(client: httpx.AsyncClient) -> None:
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert "not valid JSON" in error["message"]
+
+
+async def test_error_code_is_the_http_status_as_an_integer(client: httpx.AsyncClient) -> None:
+    """Go clients read `error.code` as the HTTP status, an integer; the name is in `error.type`."""
+    for response, status, error_type in [
+        (await client.get("/messages/sent?limit=0"), 400, "VALIDATION_ERROR"),
+        (await client.get(f"/messages/{uuid.uuid4()}"), 404, "NOT_FOUND"),
+        (await client.delete("/scheduler"), 405, "METHOD_NOT_ALLOWED"),
+    ]:
+        error = response.json()["error"]
+        assert response.status_code == status
+        assert type(error["code"]) is int and error["code"] == status and error["type"] == error_type
 
 
 async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:

@@ -49,7 +49,8 @@ def assert_unavailable(response: httpx.Response) -> dict[str, Any]:
     """Check the 503 envelope and return its error object."""
     assert response.status_code == 503, response.text
     body = response.json()
-    assert body["success"] is False and body["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert body["success"] is False
+    assert (body["error"]["code"], body["error"]["type"]) == (503, "DEPENDENCY_UNAVAILABLE")
     error: dict[str, Any] = body["error"]
     return error
 
@@ -136,7 +137,7 @@ async def test_a_bug_answers_500_and_logs_one_traceback(tmp_path: Path, json_log
         transport = httpx.ASGITransport(app=app)  # raises what the app raises to the server
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             response = await http.get("/boom", headers={"X-Request-ID": "bug-1"})
-    assert response.status_code == 500 and response.json()["error"]["code"] == "INTERNAL_ERROR"
+    assert response.status_code == 500 and response.json()["error"]["type"] == "INTERNAL_ERROR"
     tracebacks = [line for line in json_log() if "exception" in line]
     assert len(tracebacks) == 1 and "RuntimeError: a bug" in tracebacks[0]["exception"]
     assert tracebacks[0]["request_id"] == "bug-1" and tracebacks[0]["level"] == "error"

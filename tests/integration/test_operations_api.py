@@ -52,11 +52,12 @@ async def keyed(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+def error_of(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
     """Check the error envelope and return its error object."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert body["success"] is False and body["error"]["code"] == code and body["error"]["message"]
+    assert body["success"] is False and body["error"]["message"]
+    assert (body["error"]["code"], body["error"]["type"]) == (status, error_type)
     error: dict[str, Any] = body["error"]
     return error
 

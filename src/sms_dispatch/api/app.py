@@ -23,7 +23,8 @@ Sends the SMS messages waiting in the database through a webhook SMS provider, o
 schedule (by default 2 messages every 2 minutes), and lets you control and inspect it.
 
 Every JSON answer uses one envelope: `{"success": true, "data": ..., "timestamp": ...}` or
-`{"success": false, "error": {"code": ..., "message": ...}, "timestamp": ...}`.
+`{"success": false, "error": {"code": 400, "type": "VALIDATION_ERROR", "message": ...}, "timestamp": ...}`:
+`code` is the HTTP status as an integer (as the Go service sends it), `type` a stable name.
 
 When the service has `API_KEYS`, send a key as `Authorization: Bearer <key>` or `X-API-Key: <key>`:
 reading needs a `read` or `operate` key, changing anything an `operate` key. `/`, `/health`,

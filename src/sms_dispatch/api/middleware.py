@@ -24,8 +24,8 @@ from sms_dispatch.logs import get_logger
 log = get_logger("sms_dispatch.access")
 
 HEADER = "X-Request-ID"
-LOGGED_ERROR = "sms_dispatch.logged_error"
-"""The scope key where the 500 handler leaves the error it logged with its traceback."""
+LOGGED_ERROR = "sms_dispatch_logged_error"
+"""The ``request.state`` key where the 500 handler leaves the error it logged with its traceback."""
 _HEADER_KEY = HEADER.lower().encode()
 _SANE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -52,6 +52,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # request.state lives here; inner copies of the scope (a HEAD served as GET) share it.
+        state = scope.setdefault("state", {})
         request_id = request_id_from(scope.get("headers", []))
         method = scope.get("method", "")  # as asked: a HEAD is served as a GET inside
         started = time.perf_counter()
@@ -71,7 +73,7 @@ class RequestContextMiddleware:
             except Exception as exc:
                 # Logged once with its traceback and answered 500 already: the server would only
                 # log it again, without the request id.
-                if scope.get(LOGGED_ERROR) is not exc:
+                if state.get(LOGGED_ERROR) is not exc:
                     raise
             finally:
                 _access_line(scope, method, status, started)
