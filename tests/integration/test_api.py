@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sms_dispatch.api.app import create_app
+from sms_dispatch.api.app import create_app, openapi_document
 from sms_dispatch.bootstrap import Services, bootstrap
 from sms_dispatch.config import Settings
 
@@ -183,6 +183,44 @@ async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None
     """An unknown route is a 404 envelope; a wrong method a 405 envelope."""
     assert_error(await client.get("/nope"), 404, "NOT_FOUND")
     assert_error(await client.delete("/scheduler"), 405, "METHOD_NOT_ALLOWED")
+
+
+GET_PATHS = [
+    *(
+        path
+        for path, operations in openapi_document()["paths"].items()
+        if "get" in operations and "{" not in path
+    ),
+    "/messages/00000000-0000-4000-8000-000000000000",
+    "/dashboard",
+    "/dashboard/app.js",
+    "/swagger/",
+    "/swagger/doc.json",
+    "/swagger/assets/swagger-ui.css",
+]
+STATIC_PATHS = {"/dashboard", "/dashboard/app.js", "/swagger/assets/swagger-ui.css"}
+
+
+@pytest.mark.parametrize("path", GET_PATHS)
+async def test_head_answers_every_get_route_with_its_headers_and_no_body(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """HEAD on a GET route answers what GET answers (status, content type, length), without a body."""
+    got = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == got.status_code != 405, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+    if path in STATIC_PATHS:
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+
+
+async def test_head_keeps_the_allow_answers_right(client: httpx.AsyncClient) -> None:
+    """A wrong method on a GET route still names GET and HEAD; HEAD on a POST-only route is a 405."""
+    assert set((await client.delete("/health")).headers["allow"].split(", ")) == {"GET", "HEAD"}
+    head = await client.head(f"/messages/{uuid.uuid4()}/cancel")
+    assert head.status_code == 405 and head.headers["allow"] == "POST" and head.content == b""
 
 
 async def test_swagger_is_served_locally(client: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from swagger_ui_bundle import swagger_ui_path
 from sms_dispatch import __version__
 from sms_dispatch.api.envelope import error_responses
 from sms_dispatch.api.errors import install_error_handlers
-from sms_dispatch.api.middleware import RequestContextMiddleware
+from sms_dispatch.api.middleware import HeadAsGetMiddleware, RequestContextMiddleware
 from sms_dispatch.api.outages import ApiOutages, DatabaseAnswersMiddleware
 from sms_dispatch.api.routes import actions, dashboard, docs, messages, meta, ops, scheduler
 from sms_dispatch.api.security import keyring_for
@@ -44,7 +44,7 @@ def create_app(services: Services) -> FastAPI:
     # Outside Starlette's own error middleware, so a 500 answer gets its request id and access line.
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: RequestContextMiddleware(  # type: ignore[method-assign]
-        DatabaseAnswersMiddleware(build_stack(), outages)
+        HeadAsGetMiddleware(DatabaseAnswersMiddleware(build_stack(), outages))
     )
     return app
 

@@ -79,6 +79,33 @@ class RequestContextMiddleware:
                 _access_line(scope, method, status, started)
 
 
+class HeadAsGetMiddleware:
+    """Answer ``HEAD`` on every ``GET`` route: served as the GET, with its headers and no body.
+
+    FastAPI routes a ``HEAD`` to no ``GET`` route (405, while the 405s say ``Allow: GET, HEAD``).
+    The inner application sees a copy of the scope with ``GET``: the server's own scope keeps
+    ``HEAD``, so it still knows to send no body after a ``Content-Length``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a HEAD as a GET whose body is dropped; anything else unchanged."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def _access_line(scope: Scope, method: str, status: int, started: float) -> None:
     fields: dict[str, Any] = {
         "method": method,
