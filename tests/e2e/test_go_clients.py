@@ -51,3 +51,27 @@ async def test_head_health_over_the_wire_has_headers_and_no_body(service_url: st
     assert int(length.split(b":")[1]) == len(got_body)
     async with httpx.AsyncClient(base_url=service_url) as http:
         assert (await http.head("/messages/sent")).status_code == 200
+
+
+async def test_curl_d_as_the_go_readme_types_it_stops_and_starts(service_url: str) -> None:
+    """`curl -d '{"action":"stop"}' …/scheduler` sends application/x-www-form-urlencoded: it works."""
+    curl = {"content-type": "application/x-www-form-urlencoded", "user-agent": "curl/8.5.0", "accept": "*/*"}
+    async with httpx.AsyncClient(base_url=service_url) as http:
+        stop = await http.post("/scheduler", content=b'{"action":"stop"}', headers=curl)
+        assert (stop.status_code, stop.json()["data"]) == (200, {"message": "scheduler stopped"})
+        start = await http.post("/scheduler", content=b'{"Action":"start","by":"ops"}', headers=curl)
+        assert (start.status_code, start.json()["data"]) == (200, {"message": "scheduler started"})
+
+
+async def test_errors_carry_the_status_as_an_integer_code(service_url: str) -> None:
+    """Go clients decode `error.code` into an int: it is the HTTP status; the name is `error.type`."""
+    async with httpx.AsyncClient(base_url=service_url) as http:
+        bad = await http.post("/scheduler", content=b'{"action":"pause"}')
+        missing = await http.get("/nope")
+    assert bad.status_code == 400 and bad.json()["error"] | {"message": ""} == {
+        "code": 400,
+        "type": "VALIDATION_ERROR",
+        "message": "",
+        "details": [{"field": "action", "message": "Input should be 'start' or 'stop'"}],
+    }
+    assert (missing.json()["error"]["code"], missing.json()["error"]["type"]) == (404, "NOT_FOUND")

@@ -64,7 +64,7 @@ def _explain(error: dict[str, Any]) -> FieldError:
         return FieldError(field="body", message="the body is not valid JSON")
     if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
         return FieldError(field="body", message="a JSON body is required")
-    if kind == "model_attributes_type" or kind == "dict_type":
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
         return FieldError(field=_field_name(tuple(error["loc"])), message="expected a JSON object")
     return FieldError(field=_field_name(tuple(error["loc"])), message=str(error["msg"]))
 
