@@ -76,11 +76,6 @@ async def redis_url() -> AsyncIterator[str]:
     await client.aclose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that restart the shared PostgreSQL last, so the rest never sees the restart."""
-    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A running redis-server of the test's own (the machine's is left alone); killed after."""
