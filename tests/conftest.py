@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh PostgreSQL database per test, a clean Redis database, a fake clock.
+"""Shared fixtures: a fresh PostgreSQL database per test, a clean Redis database, a private
+redis-server to kill, the service's log as JSON lines, a fake clock.
 
 Tests that need PostgreSQL or Redis skip with a reason when it is absent, except under
 ``CI=true``, where they fail: CI must never pass by skipping the real thing.
@@ -6,15 +7,25 @@ Tests that need PostgreSQL or Redis skip with a reason when it is absent, except
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
+
+from sms_dispatch.logs import configure_logging
+from tests.redis_server import RedisServer
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -65,9 +76,28 @@ async def redis_url() -> AsyncIterator[str]:
     await client.aclose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that restart the shared PostgreSQL last, so the rest never sees the restart."""
-    items.sort(key=lambda item: item.get_closest_marker("restarts_postgres") is not None)
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running redis-server of the test's own (the machine's is left alone); killed after."""
+    if shutil.which("redis-server") is None:
+        _unavailable("redis-server", FileNotFoundError("not on the PATH"))
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def json_log() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Send the service's log lines, as JSON, to a buffer; yield a function that parses them."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging(json_lines=True, stream=stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @dataclass

@@ -47,3 +47,8 @@ class Conflict(SmsDispatchError):
 
 class DependencyUnavailable(SmsDispatchError):
     """A dependency (database, cache) does not answer."""
+
+    def __init__(self, message: str | None = None, *, dependency: str | None = None) -> None:
+        self.dependency = dependency
+        """Which one (``"database"``, ``"redis"``), when the raiser knows."""
+        super().__init__(message)

@@ -88,7 +88,8 @@ async def test_production_logs_are_json_with_ids_and_no_secret(
                 assert created.headers["x-request-id"] == f"create-{n}"
             assert (await http.get("/scheduler", headers={"X-API-Key": "wrong-key"})).status_code == 401
             assert (await http.post("/scheduler", json={"action": "stop"}, headers=read)).status_code == 403
-            assert (await http.get("/ready")).json()["data"] == {"database": "ok", "redis": "ok"}
+            ready = (await http.get("/ready")).json()["data"]
+            assert ready == {"database": "ok", "redis": "ok", "cacheBacklog": 0}
             assert (await http.get("/metrics")).status_code == 200
             await wait_for_sent(http, MESSAGES, read)
         assert service.terminate() == 0

@@ -1,16 +1,15 @@
-"""Outages mid-run: Redis down (a private redis-server) and PostgreSQL restarted.
+"""Outages mid-run: Redis down (a private redis-server killed) and PostgreSQL cut off.
 
-The PostgreSQL test restarts the machine's shared server, so it is marked
-``restarts_postgres`` and runs after every other test (``tests/conftest.py``); other tests
-running at the same moment on this machine may fail during its few seconds of restart.
+Nothing here stops or restarts the machine's PostgreSQL or Redis, which other work shares: the
+service reaches PostgreSQL through a TCP proxy of the test's own (``tests/tcp_proxy.py``), whose
+``cut()`` does to the service what a restart would, and Redis is a private redis-server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,55 +33,10 @@ from tests.e2e.lifecycle import (
     tally,
     wait_for,
 )
+from tests.redis_server import RedisServer
+from tests.tcp_proxy import TcpProxy
 
-
-class RedisServer:
-    """A redis-server of our own on a free port, with nothing saved to disk, to kill at will."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._workdir = workdir
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING."""
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self._proc = subprocess.Popen(
-            command, cwd=self._workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        try:
-            while not _answers(client):
-                assert self._proc.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer"
-                time.sleep(0.05)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """Kill the server (SIGKILL): clients see refused connections from now on."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A running private redis-server; killed after the test whatever happened."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.kill()
+PG_HOST_PORT = PG_ADMIN_URL.split("@", 1)[1].split("/", 1)[0]
 
 
 async def scrape(base: str, name: str) -> float:
@@ -148,6 +101,8 @@ async def test_redis_outage_slows_nothing_and_loses_nothing(
         await wait_for(lambda: delivered(2 * per_phase), 60, "the messages sent while Redis was down")
         down_s = time.monotonic() - down_started
         failures_during = await scrape(base, "sms_dispatch_cache_write_failures_total")
+        async with httpx.AsyncClient() as http:
+            ready_during = await http.get(f"{base}/ready")
 
         private_redis.start()  # empty: the entries written before the outage died with it
         rows = await fetch_rows(pg_url)
@@ -169,52 +124,41 @@ async def test_redis_outage_slows_nothing_and_loses_nothing(
     assert code == 0, service.output()
     assert failures_before == 0
     assert 0 < failures_during - failures_before <= per_phase
+    # Still ready: Redis is reported, with what waits for it, but does not take the instance out.
+    assert ready_during.status_code == 200, ready_during.text
+    ready = ready_during.json()["data"]
+    assert (ready["database"], ready["redis"]) == ("ok", "degraded")
+    assert ready["cacheBacklog"] == failures_during - failures_before
     assert tally(requests).duplicates == 0 and len(requests) == 2 * per_phase
     assert all(r["status"] == "SUCCESS" and r["attempts"] == 1 for r in rows)
     assert_keys_match_rows(requests, rows)
 
 
-PG_CLUSTER = ("15", "main")
+def proxied(pg_url: str, proxy: TcpProxy) -> str:
+    """Return ``pg_url`` through ``proxy``: cut it, and the service loses PostgreSQL, as in a restart."""
+    return pg_url.replace(PG_HOST_PORT, f"127.0.0.1:{proxy.port}")
 
 
-def _pg_ctl(action: str) -> subprocess.CompletedProcess[str]:
-    version = next(iter(sorted(os.listdir("/etc/postgresql"))), PG_CLUSTER[0])
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, PG_CLUSTER[1], action]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+@pytest.fixture
+def postgres_proxy() -> Iterator[TcpProxy]:
+    """A proxy in front of the machine's PostgreSQL for this test's service alone."""
+    host, port = PG_HOST_PORT.rsplit(":", 1)
+    with TcpProxy(host, int(port)) as proxy:
+        yield proxy
 
 
-async def _postgres_answers() -> bool:
-    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=2)
-        await conn.close()
-        return True
-    return False
-
-
-@contextlib.asynccontextmanager
-async def postgres_back_afterwards() -> AsyncIterator[None]:
-    """Whatever happens inside, leave the shared PostgreSQL running and answering."""
-    try:
-        yield
-    finally:
-        if _pg_ctl("status").returncode != 0:
-            _pg_ctl("start")
-        deadline = time.monotonic() + 60
-        while not await _postgres_answers() and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-
-
-@pytest.mark.restarts_postgres
 @pytest.mark.timeout(180)
 async def test_postgres_restart_mid_run_loses_nothing(
-    pg_url: str, tmp_path: Path, processes: list[ServiceProcess]
+    pg_url: str, tmp_path: Path, processes: list[ServiceProcess], postgres_proxy: TcpProxy
 ) -> None:
-    """PostgreSQL restarted mid-run: the worker keeps running, reconnects, and every message goes out."""
-    rows_total, batch, workers = 2000, 100, 10
-    # About 200 sends a second (10 in flight, 50 ms each): the run spans the restart.
+    """PostgreSQL "restarted" mid-run: cut off for 3 s by the test's proxy (every connection closed,
+    new ones refused, as a restart does to the service): the worker keeps running, reconnects, and
+    every message goes out, none twice beyond one record group."""
+    rows_total, batch, workers, outage_s = 2000, 100, 10, 3.0
+    # About 200 sends a second (10 in flight, 50 ms each): the run spans the outage.
     async with start_simulator(SimulatorConfig(latency_ms=50)) as simulator:
         env = service_env(
-            pg_url,
+            proxied(pg_url, postgres_proxy),
             simulator.url,
             SCHEDULER_INTERVAL="0",
             SCHEDULER_BATCH_TIMEOUT="2s",
@@ -234,33 +178,28 @@ async def test_postgres_restart_mid_run_loses_nothing(
             return len(simulator.requests) >= rows_total // 5
 
         await wait_for(some_sent, 60, "a fifth of the messages to go out")
-        async with postgres_back_afterwards():
-            restart_started = time.monotonic()
-            restarted = await asyncio.to_thread(_pg_ctl, "restart")
-            restart_s = time.monotonic() - restart_started
-        assert restarted.returncode == 0, restarted.stderr
-        sent_by_restart_end = len(simulator.requests)
+        postgres_proxy.cut()
+        await asyncio.sleep(outage_s)
+        postgres_proxy.restore()
+        sent_by_outage_end = len(simulator.requests)
 
         async def all_sent() -> bool:
             assert service.proc.poll() is None, service.output()
-            try:
-                return (await status_counts(pg_url))["SUCCESS"] == rows_total
-            except (OSError, asyncpg.PostgresError):
-                return False
+            return (await status_counts(pg_url))["SUCCESS"] == rows_total
 
-        await wait_for(all_sent, 120, "every message to be delivered after the restart")
+        await wait_for(all_sent, 120, "every message to be delivered after the outage")
         code = service.terminate()
         requests = simulator.requests
 
     rows = await fetch_rows(pg_url)
     provider = tally(requests)
     print(
-        f"\npostgres restart: {restart_s:.1f}s; messages={rows_total} sent by the end of the restart="
-        f"{sent_by_restart_end} requests={provider.requests} duplicates={provider.duplicates}"
-        f" attempts_total={sum(r['attempts'] for r in rows)}; database errors logged and retried="
-        f"{_count_database_errors(service.output())}"
+        f"\npostgres outage: {outage_s:.1f}s; messages={rows_total} sent by the end of the outage="
+        f"{sent_by_outage_end} requests={provider.requests} duplicates={provider.duplicates}"
+        f" attempts_total={sum(r['attempts'] for r in rows)}; connections through the proxy="
+        f"{postgres_proxy.connections_made}"
     )
-    assert sent_by_restart_end < rows_total, "the run ended before the restart: nothing was tested"
+    assert sent_by_outage_end < rows_total, "the run ended before the outage: nothing was tested"
     assert code == 0, service.output()
     assert len(rows) == rows_total and all(r["status"] == "SUCCESS" for r in rows), "a message was lost"
     assert provider.messages == rows_total
@@ -268,6 +207,83 @@ async def test_postgres_restart_mid_run_loses_nothing(
     assert_keys_match_rows(requests, rows)
 
 
-def _count_database_errors(output: str) -> int:
-    """Count the log lines where the worker met the database away and retried."""
-    return sum(1 for line in output.splitlines() if "failed; retrying" in line or "will be rescued" in line)
+OPERATE_KEY = "outage-operate-key-0123456789"
+
+
+@pytest.mark.timeout(120)
+async def test_a_database_outage_mid_request_is_a_503_then_two_log_lines(
+    pg_url: str, tmp_path: Path, processes: list[ServiceProcess], postgres_proxy: TcpProxy
+) -> None:
+    """The database cut off while a request waits on it: that request and the next get the 503
+    envelope; the first after restore() a 200. The API logs the outage in two lines, no traceback."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with start_simulator(SimulatorConfig(latency_ms=5)) as simulator:
+        env = service_env(
+            proxied(pg_url, postgres_proxy),
+            simulator.url,
+            API_PORT=str(port),
+            APP_ENV="production",  # JSON lines, one per record, tracebacks in an "exception" field
+            API_KEYS=f"{OPERATE_KEY}:operate",
+        )
+        migrate(env, tmp_path)
+        service = ServiceProcess(["serve"], env, tmp_path)
+        processes.append(service)
+        await wait_until_healthy(base, service, timeout_s=30)
+        key = {"Authorization": f"Bearer {OPERATE_KEY}"}
+        async with httpx.AsyncClient(base_url=base, headers=key, timeout=30) as http:
+            assert (await http.get("/messages/sent")).status_code == 200
+            async with messages_locked(pg_url):
+                waiting = asyncio.create_task(http.get("/messages/sent"))
+                await wait_for(lambda: listing_waits_on_lock(pg_url), 10, "the listing to wait on the lock")
+                postgres_proxy.cut()
+                mid_request = await waiting
+            during = await http.get("/stats")
+            postgres_proxy.restore()
+            after = await http.get("/messages/sent")
+        code = service.terminate()
+    output = service.output()
+
+    for response in (mid_request, during):
+        assert response.status_code == 503, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["type"]) == (503, "DEPENDENCY_UNAVAILABLE"), error
+    assert after.status_code == 200, after.text
+    assert code == 0, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    api = [line for line in lines if str(line.get("logger", "")).startswith(API_LOGGERS)]
+    outage = [(line["level"], line["event"]) for line in api if line["logger"] == "sms_dispatch.api.outages"]
+    others = [line["logger"] for line in lines if line not in api and "exception" in line]
+    print(f"\ndatabase outage mid-request: API lines={len(api)}, tracebacks outside the API={others}")
+    assert outage == [("warning", "database unavailable"), ("info", "database available again")], outage
+    assert not [line for line in api if "exception" in line], "the API logged a traceback"
+    assert "Traceback" not in "".join(line for line in output.splitlines() if not line.startswith("{"))
+
+
+API_LOGGERS = ("sms_dispatch.api", "sms_dispatch.access", "uvicorn")
+
+
+@contextlib.asynccontextmanager
+async def messages_locked(pg_url: str) -> AsyncIterator[None]:
+    """Hold an exclusive lock on ``messages`` (directly, not through the proxy) while inside."""
+    connection = await asyncpg.connect(pg_url)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
+
+
+async def listing_waits_on_lock(pg_url: str) -> bool:
+    """Return True when a session of the service waits for a lock (the listing behind ours)."""
+    connection = await asyncpg.connect(pg_url)
+    try:
+        waiting: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'sms-dispatch' AND wait_event_type = 'Lock'"
+            " AND query LIKE '%message_counts%'"  # the listing's statement, not the dispatcher's
+        )
+    finally:
+        await connection.close()
+    return waiting > 0

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sms_dispatch.api.app import create_app
+from sms_dispatch.api.app import create_app, openapi_document
 from sms_dispatch.bootstrap import Services, bootstrap
 from sms_dispatch.config import Settings
 
@@ -31,12 +31,12 @@ async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Check the error envelope and return its error object."""
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    """Check the error envelope (``code`` the status as an integer, ``type`` its name); return its error."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["success"] is False
-    assert body["error"]["code"] == code
+    assert body["error"]["code"] == status and body["error"]["type"] == error_type
     assert body["error"]["message"]
     assert "timestamp" in body
     error: dict[str, Any] = body["error"]
@@ -150,12 +150,20 @@ async def test_scheduler_stop_start_and_status(client: httpx.AsyncClient) -> Non
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{"action": "pause"}, {}, {"action": "start", "extra": 1}, ["start"]],
+    ("body", "named"),
+    [
+        ({"action": "pause"}, "action: Input should be 'start' or 'stop'"),
+        ({}, "action: Field required"),
+        ({"actions": "start"}, "action: Field required"),
+        ({"Action": 5}, "action: Input should be 'start' or 'stop'"),
+        (["start"], "expected a JSON object"),
+        ("start", "expected a JSON object"),
+    ],
 )
-async def test_scheduler_bad_action(client: httpx.AsyncClient, body: object) -> None:
-    """An unknown action or a malformed body is a 400 envelope."""
-    assert_error(await client.post("/scheduler", json=body), 400, "VALIDATION_ERROR")
+async def test_scheduler_bad_action(client: httpx.AsyncClient, body: object, named: str) -> None:
+    """An unknown or missing action, or a body that is not an object, is a 400 envelope naming it."""
+    error = assert_error(await client.post("/scheduler", json=body), 400, "VALIDATION_ERROR")
+    assert named in error["message"]
 
 
 async def test_non_json_body(client: httpx.AsyncClient) -> None:
@@ -167,10 +175,60 @@ async def test_non_json_body(client: httpx.AsyncClient) -> None:
     assert "not valid JSON" in error["message"]
 
 
+async def test_error_code_is_the_http_status_as_an_integer(client: httpx.AsyncClient) -> None:
+    """Go clients read `error.code` as the HTTP status, an integer; the name is in `error.type`."""
+    for response, status, error_type in [
+        (await client.get("/messages/sent?limit=0"), 400, "VALIDATION_ERROR"),
+        (await client.get(f"/messages/{uuid.uuid4()}"), 404, "NOT_FOUND"),
+        (await client.delete("/scheduler"), 405, "METHOD_NOT_ALLOWED"),
+    ]:
+        error = response.json()["error"]
+        assert response.status_code == status
+        assert type(error["code"]) is int and error["code"] == status and error["type"] == error_type
+
+
 async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None:
     """An unknown route is a 404 envelope; a wrong method a 405 envelope."""
     assert_error(await client.get("/nope"), 404, "NOT_FOUND")
     assert_error(await client.delete("/scheduler"), 405, "METHOD_NOT_ALLOWED")
+
+
+GET_PATHS = [
+    *(
+        path
+        for path, operations in openapi_document()["paths"].items()
+        if "get" in operations and "{" not in path
+    ),
+    "/messages/00000000-0000-4000-8000-000000000000",
+    "/dashboard",
+    "/dashboard/app.js",
+    "/swagger/",
+    "/swagger/doc.json",
+    "/swagger/assets/swagger-ui.css",
+]
+STATIC_PATHS = {"/dashboard", "/dashboard/app.js", "/swagger/assets/swagger-ui.css"}
+
+
+@pytest.mark.parametrize("path", GET_PATHS)
+async def test_head_answers_every_get_route_with_its_headers_and_no_body(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """HEAD on a GET route answers what GET answers (status, content type, length), without a body."""
+    got = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == got.status_code != 405, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+    if path in STATIC_PATHS:
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+
+
+async def test_head_keeps_the_allow_answers_right(client: httpx.AsyncClient) -> None:
+    """A wrong method on a GET route still names GET and HEAD; HEAD on a POST-only route is a 405."""
+    assert set((await client.delete("/health")).headers["allow"].split(", ")) == {"GET", "HEAD"}
+    head = await client.head(f"/messages/{uuid.uuid4()}/cancel")
+    assert head.status_code == 405 and head.headers["allow"] == "POST" and head.content == b""
 
 
 async def test_swagger_is_served_locally(client: httpx.AsyncClient) -> None:

@@ -15,7 +15,7 @@ OPERATIONS = [
     for method, operation in methods.items()
 ]
 OPEN_WITHOUT_DATABASE = {"/", "/health", "/ping", "/metrics"}
-ERROR_CODES = {
+ERROR_TYPES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
@@ -54,14 +54,24 @@ def test_success_uses_the_envelope(path: str, method: str, operation: dict[str, 
 def test_every_error_is_the_error_envelope_with_an_example(
     path: str, method: str, operation: dict[str, Any]
 ) -> None:
-    """Each error answer is the error envelope, with an example carrying that status's code."""
+    """Each error answer is the error envelope, with an example carrying that status as its integer
+    code and its name as the type."""
     errors = errors_of(operation)
     assert 500 in errors
     for status, answer in errors.items():
         body = answer["content"]["application/json"]
         assert body["schema"]["$ref"] == "#/components/schemas/ErrorEnvelope"
         assert body["example"]["success"] is False
-        assert body["example"]["error"]["code"] == ERROR_CODES[status]
+        assert body["example"]["error"]["code"] == status
+        assert body["example"]["error"]["type"] == ERROR_TYPES[status]
+
+
+def test_the_error_code_is_an_integer_in_the_schema() -> None:
+    """The envelope's schema says what Go clients read: `code` an integer, the name in `type`."""
+    properties = DOCUMENT["components"]["schemas"]["ErrorBody"]["properties"]
+    assert properties["code"]["type"] == "integer"
+    assert properties["type"]["type"] == "string"
+    assert set(DOCUMENT["components"]["schemas"]["ErrorBody"]["required"]) == {"code", "type", "message"}
 
 
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS)

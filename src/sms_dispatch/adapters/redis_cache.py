@@ -38,7 +38,8 @@ SCRIPT_KEYS = 1000
 def _unavailable(exc: BaseException) -> DependencyUnavailable:
     detail = str(exc)
     return DependencyUnavailable(
-        f"redis: {type(exc).__name__}: {detail}" if detail else f"redis: {type(exc).__name__}"
+        f"redis: {type(exc).__name__}: {detail}" if detail else f"redis: {type(exc).__name__}",
+        dependency="redis",
     )
 
 

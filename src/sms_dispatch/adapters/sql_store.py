@@ -17,6 +17,7 @@ from sqlalchemy import any_, bindparam, case, func, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sms_dispatch.adapters.sql_errors import translate_unreachable
 from sms_dispatch.adapters.sql_listing import SqlListing
 from sms_dispatch.adapters.sql_operations import SqlOperations
 from sms_dispatch.adapters.sql_rows import from_row, from_rows
@@ -55,8 +56,12 @@ _live = _m.c.deleted_at.is_(None)
 _due_order = attrgetter("next_attempt_at", "id")
 
 
+@translate_unreachable
 class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
     """``MessageStore`` and ``ControlStore`` on a SQLAlchemy async engine (PostgreSQL or SQLite).
+
+    Every public method raises ``DependencyUnavailable`` when the database cannot be reached
+    (``sql_errors.py``), whatever the driver said.
 
     The operator actions, idempotent creation, attempt history and instance list are in
     ``SqlOperations`` (``sql_operations.py``); lag, retention, ping and fleet locks in

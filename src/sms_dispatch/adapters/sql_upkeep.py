@@ -92,7 +92,8 @@ class SqlUpkeep:
             async with self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:  # any failure to answer means "not ready", whatever the driver says
-            log.warning("database ping failed", error=f"{type(exc).__name__}: {exc}")
+            # DEBUG: readiness probes come every few seconds; the API logs the outage once.
+            log.debug("database ping failed", error=f"{type(exc).__name__}: {exc}")
             return False
         return True
 

@@ -12,7 +12,8 @@ from swagger_ui_bundle import swagger_ui_path
 from sms_dispatch import __version__
 from sms_dispatch.api.envelope import error_responses
 from sms_dispatch.api.errors import install_error_handlers
-from sms_dispatch.api.middleware import RequestContextMiddleware
+from sms_dispatch.api.middleware import HeadAsGetMiddleware, RequestContextMiddleware
+from sms_dispatch.api.outages import ApiOutages, DatabaseAnswersMiddleware
 from sms_dispatch.api.routes import actions, dashboard, docs, messages, meta, ops, scheduler
 from sms_dispatch.api.security import keyring_for
 from sms_dispatch.bootstrap import Services
@@ -22,7 +23,8 @@ Sends the SMS messages waiting in the database through a webhook SMS provider, o
 schedule (by default 2 messages every 2 minutes), and lets you control and inspect it.
 
 Every JSON answer uses one envelope: `{"success": true, "data": ..., "timestamp": ...}` or
-`{"success": false, "error": {"code": ..., "message": ...}, "timestamp": ...}`.
+`{"success": false, "error": {"code": 400, "type": "VALIDATION_ERROR", "message": ...}, "timestamp": ...}`:
+`code` is the HTTP status as an integer (as the Go service sends it), `type` a stable name.
 
 When the service has `API_KEYS`, send a key as `Authorization: Bearer <key>` or `X-API-Key: <key>`:
 reading needs a `read` or `operate` key, changing anything an `operate` key. `/`, `/health`,
@@ -36,11 +38,14 @@ def create_app(services: Services) -> FastAPI:
     app = _routed_app()
     app.state.services = services
     app.state.keyring = keyring_for(services.settings)
+    app.state.outages = outages = ApiOutages()
     install_error_handlers(app)
     app.mount("/swagger/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-assets")
     # Outside Starlette's own error middleware, so a 500 answer gets its request id and access line.
     build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: RequestContextMiddleware(build_stack())  # type: ignore[method-assign]
+    app.build_middleware_stack = lambda: RequestContextMiddleware(  # type: ignore[method-assign]
+        HeadAsGetMiddleware(DatabaseAnswersMiddleware(build_stack(), outages))
+    )
     return app
 
 

@@ -31,9 +31,16 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """What went wrong: a stable code and a message for people."""
+    """What went wrong: the HTTP status as the Go service sends it, a stable name, a message for people."""
 
-    code: str = Field(examples=["VALIDATION_ERROR"])
+    code: int = Field(
+        examples=[400], description="The HTTP status of the answer, an integer (as the Go service sends it)."
+    )
+    type: str = Field(
+        examples=["VALIDATION_ERROR"],
+        description="A stable name of the error: VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, NOT_FOUND,"
+        " METHOD_NOT_ALLOWED, CONFLICT, INTERNAL_ERROR, DEPENDENCY_UNAVAILABLE, ...",
+    )
     message: str = Field(examples=["limit: Input should be less than or equal to 100"])
     details: list[FieldError] | None = None
 
@@ -63,7 +70,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     }
 
 
-# Each documented error: what it means, and the code and message of an example answer.
+# Each documented error: what it means, and the type and message of an example answer.
 _ERRORS: dict[int, tuple[str, str, str]] = {
     400: (
         "The input is invalid; the message and details say which field and why.",
@@ -88,16 +95,16 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "internal error; see the service log",
     ),
     503: (
-        "A dependency (the database, Redis) does not answer.",
+        "The database does not answer; try again later.",
         "DEPENDENCY_UNAVAILABLE",
-        "not ready: database does not answer",
+        "the database does not answer",
     ),
 }
 
 
 def _error_example(code: int) -> dict[str, object]:
-    _, error_code, message = _ERRORS[code]
-    error: dict[str, object] = {"code": error_code, "message": message}
+    _, error_type, message = _ERRORS[code]
+    error: dict[str, object] = {"code": code, "type": error_type, "message": message}
     if code == 400:
         error["details"] = [{"field": "limit", "message": "Input should be less than or equal to 100"}]
     return {"success": False, "error": error, "timestamp": "2026-01-01T12:00:00Z"}

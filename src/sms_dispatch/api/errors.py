@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sms_dispatch.api.envelope import ErrorBody, ErrorEnvelope, FieldError
+from sms_dispatch.api.middleware import LOGGED_ERROR
+from sms_dispatch.api.outages import ApiOutages
 from sms_dispatch.errors import (
     Conflict,
     DependencyUnavailable,
@@ -28,7 +30,7 @@ _STATUS_OF: list[tuple[type[SmsDispatchError], int, str]] = [
     (Conflict, 409, "CONFLICT"),
     (DependencyUnavailable, 503, "DEPENDENCY_UNAVAILABLE"),
 ]
-_HTTP_CODES = {
+_HTTP_TYPES = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
@@ -41,13 +43,13 @@ _HTTP_CODES = {
 
 def error_response(
     status: int,
-    code: str,
+    error_type: str,
     message: str,
     details: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """Return an error envelope as a JSON response."""
-    body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details))
+    """Return an error envelope as a JSON response: ``code`` is the status, ``type`` its name."""
+    body = ErrorEnvelope(error=ErrorBody(code=status, type=error_type, message=message, details=details))
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
 
 
@@ -62,7 +64,7 @@ def _explain(error: dict[str, Any]) -> FieldError:
         return FieldError(field="body", message="the body is not valid JSON")
     if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
         return FieldError(field="body", message="a JSON body is required")
-    if kind == "model_attributes_type" or kind == "dict_type":
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
         return FieldError(field=_field_name(tuple(error["loc"])), message="expected a JSON object")
     return FieldError(field=_field_name(tuple(error["loc"])), message=str(error["msg"]))
 
@@ -76,7 +78,7 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "ERROR")
+    error_type = _HTTP_TYPES.get(exc.status_code, "ERROR")
     message = str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and message == "Not Found":
@@ -85,7 +87,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         message = "method not allowed on this route"
         allowed = _allowed_methods(request, (headers or {}).get("Allow"))
         headers = {**(headers or {}), **({"Allow": allowed} if allowed is not None else {})}
-    return error_response(exc.status_code, code, message, headers=headers)
+    return error_response(exc.status_code, error_type, message, headers=headers)
 
 
 def _allowed_methods(request: Request, routed: str | None) -> str | None:
@@ -106,20 +108,27 @@ def _allowed_methods(request: Request, routed: str | None) -> str | None:
     return ", ".join(sorted(methods))
 
 
-async def _on_domain(_: Request, exc: Exception) -> JSONResponse:
+async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SmsDispatchError)
-    for kind, status, code in _STATUS_OF:
+    if isinstance(exc, DependencyUnavailable):
+        # An outage, not a bug: one line when it starts (the OutageLog), no traceback per request.
+        outages: ApiOutages = request.app.state.outages
+        outages.failed(exc.dependency, exc, path=request.url.path)
+    for kind, status, error_type in _STATUS_OF:
         if isinstance(exc, kind):
             details = None
             if isinstance(exc, InvalidInput):
                 details = [FieldError(field=f, message=m) for f, m in exc.fields.items()]
-            return error_response(status, code, exc.message, details)
+            return error_response(status, error_type, exc.message, details)
     log.error("unmapped error", error=exc.message)
     return error_response(500, "INTERNAL_ERROR", "internal error")
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", path=request.url.path, exc_info=exc)
+    # Starlette raises the error again after this answer, for the server to log a second
+    # traceback; the request middleware drops what was logged here (``middleware.py``).
+    setattr(request.state, LOGGED_ERROR, exc)
     return error_response(500, "INTERNAL_ERROR", "internal error; see the service log")
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sms_dispatch.api.go_json import GoJsonModel
 from sms_dispatch.api.schemas_operations import AttemptPublic, InstancePublic
 from sms_dispatch.dispatcher import SchedulerStatus
 from sms_dispatch.domain import Message, Status
@@ -154,10 +155,14 @@ class SentPage(BaseModel):
         )
 
 
-class SchedulerAction(BaseModel):
-    """Start or stop the scheduler (for the whole fleet)."""
+class SchedulerAction(GoJsonModel):
+    """Start or stop the scheduler (for the whole fleet).
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "start"}]})
+    Read as the Go service reads it: JSON whatever the Content-Type, field names in any case,
+    unknown fields ignored.
+    """
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"action": "start"}]})
 
     action: Literal["start", "stop"]
 

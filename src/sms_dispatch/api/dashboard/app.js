@@ -11,12 +11,15 @@ const FAILED_LIMIT = 20;
 
 const $ = (id) => document.getElementById(id);
 
+// The error envelope: `code` is the HTTP status as an integer (as the Go service sends it),
+// `type` the error's stable name (VALIDATION_ERROR, NOT_FOUND, DEPENDENCY_UNAVAILABLE, ...).
 class ApiError extends Error {
   constructor(status, payload) {
     const error = (payload && payload.error) || {};
     super(error.message || `HTTP ${status}`);
     this.status = status;
-    this.code = error.code || "HTTP_ERROR";
+    this.code = Number.isInteger(error.code) ? error.code : status;
+    this.type = error.type || "HTTP_ERROR";
     this.details = error.details || [];
   }
 }
@@ -42,7 +45,7 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch {
-    throw new ApiError(0, { error: { code: "UNREACHABLE", message: "the service does not answer" } });
+    throw new ApiError(0, { error: { code: 0, type: "UNREACHABLE", message: "the service does not answer" } });
   }
   let payload = null;
   try {

@@ -6,10 +6,18 @@ from fastapi import APIRouter
 
 from sms_dispatch.api.deps import DispatcherDep
 from sms_dispatch.api.envelope import Envelope, error_responses, ok
+from sms_dispatch.api.go_json import GoJsonRoute
 from sms_dispatch.api.schemas import SchedulerAction, SchedulerActionResult, SchedulerStatusPublic
 from sms_dispatch.api.security import READ_ERRORS, OperateAccess, ReadAccess
 
-router = APIRouter(prefix="/scheduler", tags=["scheduler"], dependencies=[ReadAccess], responses=READ_ERRORS)
+# The Go service reads this body whatever its Content-Type (its README's examples use curl -d).
+router = APIRouter(
+    prefix="/scheduler",
+    tags=["scheduler"],
+    dependencies=[ReadAccess],
+    responses=READ_ERRORS,
+    route_class=GoJsonRoute,
+)
 
 
 @router.post(
@@ -21,7 +29,12 @@ router = APIRouter(prefix="/scheduler", tags=["scheduler"], dependencies=[ReadAc
 async def control_scheduler(
     body: SchedulerAction, dispatcher: DispatcherDep
 ) -> Envelope[SchedulerActionResult]:
-    """Start or stop sending. Answers at once, even mid-batch: a stop lets in-flight sends finish."""
+    """Start or stop sending. Answers at once, even mid-batch: a stop lets in-flight sends finish.
+
+    As with the Go service, the body is read as JSON whatever its Content-Type (`curl -d` works),
+    field names match in any case (`"Action"`) and unknown fields are ignored. A page of another
+    origin must send `application/json`.
+    """
     if body.action == "start":
         await dispatcher.start()
         return ok(SchedulerActionResult(message="scheduler started"))
