@@ -9,6 +9,9 @@ Every instance on the database shares one switch and one batch slot per interval
 ``MESSAGE_BATCH_SIZE`` per ``SCHEDULER_INTERVAL`` holds for the fleet, not per process.
 With ``SCHEDULER_INTERVAL=0`` it drains continuously: given a ``Pump`` (``pump.py``), that
 sender pool runs instead of the batch loop, refilling as it drains.
+
+A database that does not answer is logged once when it goes and once when it is back, per
+place (the tick loop, the heartbeat), not with a traceback per tick (``faults.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from datetime import datetime, timedelta
 
 from sms_dispatch import __version__
 from sms_dispatch.delivery import BatchReport, Deliverer
+from sms_dispatch.faults import log_failure
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, InstanceInfo
 from sms_dispatch.pump import Pump
 
@@ -81,6 +86,8 @@ class Dispatcher:
         self.last_report: BatchReport | None = None
         self.heartbeat_s = heartbeat_s
         self._heartbeat: asyncio.Task[None] | None = None
+        self._tick_outage = OutageLog("database", "dispatcher tick", logger=log)
+        self._heartbeat_outage = OutageLog("database", "heartbeat", logger=log)
 
     async def run(self) -> None:
         """Loop until ``shutdown()``: take each batch slot the fleet grants us and deliver."""
@@ -92,17 +99,23 @@ class Dispatcher:
                 await self._pump.run()
             while not self._closing:
                 self._watch_heartbeat(started_at)
-                try:
-                    wait_s = await self._tick()
-                except Exception:
-                    log.exception("dispatcher tick failed; retrying")
-                    wait_s = ERROR_BACKOFF_S
+                wait_s = await self._tick_logged()
                 if wait_s > 0 and not self._closing:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
         finally:
             await self._stop_heartbeat()
+
+    async def _tick_logged(self) -> float:
+        """Run a tick; a failure is logged (an outage once, a bug with its traceback) and waited out."""
+        try:
+            wait_s = await self._tick()
+        except Exception as exc:
+            log_failure(exc, "dispatcher tick failed; retrying", outage=self._tick_outage, logger=log)
+            return ERROR_BACKOFF_S
+        self._tick_outage.succeeded()
+        return wait_s
 
     def _watch_heartbeat(self, started_at: datetime) -> None:
         """Start the heartbeat side task, and start it again if it ever ended (it should not)."""
@@ -121,7 +134,9 @@ class Dispatcher:
             try:
                 await asyncio.wait_for(self._control.heartbeat(info), timeout=self.heartbeat_s)
             except Exception as exc:
-                log.warning("heartbeat failed", instance=self.instance_name, error=str(exc))
+                log_failure(exc, "heartbeat failed", outage=self._heartbeat_outage, logger=log)
+            else:
+                self._heartbeat_outage.succeeded()
             await asyncio.sleep(self.heartbeat_s)
 
     async def _stop_heartbeat(self) -> None:
