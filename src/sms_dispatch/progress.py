@@ -20,6 +20,7 @@ class Progress:
 
     def __init__(self) -> None:
         self.current = BatchReport()
+        """The tallies of the period; the same object for the pump's life (the recorder counts into it)."""
         self._since = time.monotonic()
         self.last_report: BatchReport | None = None
         """The last summary logged that had anything in it."""
@@ -28,10 +29,10 @@ class Progress:
         """Log the tallies and start new ones, if a period has passed (or ``force``)."""
         now = time.monotonic()
         elapsed_s = now - self._since
-        summary = self.current
         if not (force or elapsed_s >= SUMMARY_EVERY_S):
             return
-        if summary.claimed or summary.rescued or summary.delivered or summary.failed:
+        if self.current.claimed or self.current.rescued or self.current.delivered or self.current.failed:
+            summary = self.current.take()
             log.info(
                 "sending",
                 claimed=summary.claimed,
@@ -43,7 +44,7 @@ class Progress:
                 per_s=round(summary.delivered / elapsed_s, 1) if elapsed_s > 0 else None,
             )
             self.last_report = summary
-        self.current = BatchReport()
+        self.current.take()
         self._since = now
 
 
