@@ -62,6 +62,7 @@ class Pump:
         clock: Clock,
         rate_limit_per_s: float | None = None,
         idle_poll_s: float | None = None,
+        progress: Progress | None = None,
     ) -> None:
         policy = deliverer.policy
         self._deliverer = deliverer
@@ -89,7 +90,7 @@ class Pump:
         self._next_retry_at: datetime | None = None
         self._running_until = 0.0
         self._recheck = False
-        self._progress = Progress()
+        self._progress = progress or Progress()
         self._recorder = deliverer.recorder(self._progress.current, on_settled=self._recorded)
         self._claiming_outage = OutageLog("database", "claiming", logger=log)
         signal.subscribe(self.wake)
@@ -210,9 +211,16 @@ class Pump:
         return timeout_s
 
     async def _idle(self, timeout_s: float) -> None:
-        self._progress.log(force=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+        """Wait for a wake-up or ``timeout_s``; meanwhile log the summary when its period ends."""
+        deadline = time.monotonic() + timeout_s
+        while (left_s := deadline - time.monotonic()) > 0:
+            self._progress.log()
+            due_s = self._progress.due_in_s()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=left_s if due_s is None else min(left_s, due_s)
+                )
+                return
 
     async def _sender(self) -> None:
         buffer, deliverer = self._buffer, self._deliverer
