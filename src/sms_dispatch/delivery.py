@@ -96,7 +96,7 @@ class Deliverer:
             report.duration_s = time.monotonic() - started
             return report
         deadline = started + policy.batch_timeout_s
-        recorder = self.recorder(report)
+        recorder = self.new_recorder(report)
         try:
             await self._send_all(claimed, token, stop, deadline=deadline, recorder=recorder)
             await recorder.drain()  # the last results now, not at their window's end
@@ -110,7 +110,7 @@ class Deliverer:
         self.observer.batch_finished(size=report.claimed, duration_s=report.duration_s)
         return report
 
-    def recorder(
+    def new_recorder(
         self, report: BatchReport, *, on_settled: Callable[[list[Sent]], None] | None = None
     ) -> GroupRecorder[Sent]:
         """Return a group-commit recorder that stores results and counts them into ``report``."""

@@ -91,7 +91,7 @@ class Pump:
         self._running_until = 0.0
         self._recheck = False
         self._progress = progress or Progress()
-        self._recorder = deliverer.recorder(self._progress.current, on_settled=self._recorded)
+        self._recorder = deliverer.new_recorder(self._progress.current, on_settled=self._recorded)
         self._claiming_outage = OutageLog("database", "claiming", logger=log)
         signal.subscribe(self.wake)
 
@@ -146,7 +146,11 @@ class Pump:
         finally:
             self.close()
         await asyncio.gather(*senders)
-        await self._recorder.drain()
+        try:
+            await self._recorder.drain()
+        except asyncio.CancelledError:  # the grace period ended while results waited for the database
+            self._recorder.abort()
+            raise
         self._progress.log(force=True)
 
     async def _refill(self) -> None:
