@@ -9,8 +9,9 @@ result reaches the database within ``window_s`` plus the time of its own write, 
 ``kill -9`` the unrecorded sends are those of the last window and the writes then under way.
 
 A write that fails because the database does not answer is retried with backoff, with one log
-line when the outage starts and one when it ends, for ``retry_for_s`` (the lease: by then the
-rows have been rescued and a late write would not apply). Any other failure is a bug: logged
+line when the outage starts and one when it ends, for ``retry_for_s`` (a lease's length: by
+then the rows are the rescue's; a late write is harmless, its guarded update just no longer
+applies). Any other failure is a bug: logged
 with its traceback and the group given up, its rows left SENDING for the lease rescue.
 """
 

@@ -94,6 +94,13 @@ async def test_a_cut_database_is_two_lines_per_place_and_loses_nothing(
             proxy.restore()
             total = 30 if in_flight else 20
             await wait_for(lambda: counted("SUCCESS", total), 60, "every message after the restore")
+
+            async def every_place_back() -> bool:
+                # The heartbeat notices only at its next beat, up to 5 s after the restore.
+                lines = outage_lines(worker.output())
+                return all(lines[(BACK, place)] >= n for (event, place), n in lines.items() if event == GONE)
+
+            await wait_for(every_place_back, 30, "every place that lost the database to see it back")
             code = worker.terminate()
             requests = simulator.requests
 
