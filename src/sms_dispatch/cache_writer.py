@@ -4,7 +4,8 @@ Redis is a cache, not the source of truth, yet an entry lost to an outage is a w
 later. So a failed write is not dropped: its entries wait in a bounded backlog (oldest dropped
 past the bound, and counted) and are written with the next write that succeeds, or by a timer
 while nothing else is written. Nothing here ever blocks or slows a send: ``submit`` only starts
-a task.
+a task. An outage is logged once when it starts and once when it ends (``OutageLog``), not once
+per refused write.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime
 
 from sms_dispatch.errors import SmsDispatchError
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import SentCache
 
 log = get_logger(__name__)
@@ -70,6 +72,7 @@ class CacheWriter:
         self._writes: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._cache_is_back = asyncio.Event()
+        self._outage = OutageLog("redis", "writing the sent-message cache", logger=log)
 
     @property
     def backlog_size(self) -> int:
@@ -97,13 +100,10 @@ class CacheWriter:
         try:
             await asyncio.wait_for(self._cache.remember_sent(sent, ttl_s=self._ttl_s), self._timeout_s)
         except _CACHE_FAULTS as exc:
-            log.warning(
-                "cache write failed; kept for a later try, sending goes on",
-                entries=len(sent),
-                backlog=len(self._backlog),
-                error=str(exc),
-            )
+            # Kept for a later try; sending goes on. One line per outage, however many writes fail.
+            self._outage.failed(exc, entries=len(sent), backlog=len(self._backlog))
             return False
+        self._outage.succeeded(backlog=len(self._backlog))
         return True
 
     def _keep(self, sent: Mapping[str, datetime]) -> None:

@@ -2,11 +2,13 @@
 
 The claim is committed before any HTTP call; each result is applied with a guarded
 update (the row must still be SENDING under our claim token), so a late worker or the
-rescuer can never overwrite a newer state. Claims that were never sent (stop, shutdown,
-batch deadline) are handed back at once with their attempt refunded. Every send (and every
-invalid row) leaves an attempt record, written with the batch's finish in one transaction.
-Cache entries are written in the background by a ``CacheWriter`` that keeps what Redis
-refused and writes it once Redis is back.
+rescuer can never overwrite a newer state. Results are recorded as they complete, through
+the group-commit recorder (``recorder.py``) continuous mode uses too: one finish per group,
+each result within a short window, never only at the batch's end. Claims that were never
+sent (stop, shutdown, batch deadline) are handed back at once with their attempt refunded.
+Every send (and every invalid row) leaves an attempt record, written with its group's finish
+in one transaction. Cache entries are written in the background by a ``CacheWriter`` that
+keeps what Redis refused and writes it once Redis is back.
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ from sms_dispatch.domain import (
 from sms_dispatch.errors import InvalidInput
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.observers import NullDeliveryObserver
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.outcomes import (
     BatchReport,
     DeliveryCounters,
     DeliveryPolicy,
+    Sent,
     attempt_record,
     refund,
+    tally,
     transition_for,
 )
 from sms_dispatch.ports import Clock, DeliveryObserver, MessageStore, SentCache, SmsProvider
+from sms_dispatch.recorder import GroupRecorder
 
 log = get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # a level check without running structlog's processors
@@ -74,8 +80,7 @@ class Deliverer:
         self._instance_name = instance_name
         self.counters = DeliveryCounters()
         self.observer: DeliveryObserver = observer or NullDeliveryObserver()
-        self.log_each_send = True
-        """Log every sent message at INFO; continuous mode turns this off (DEBUG, and a summary)."""
+        self._recording_outage = OutageLog("database", "recording results", logger=log)
         self.cache_writer = CacheWriter(cache, ttl_s=policy.cache_ttl_s, counters=self.counters.cache)
 
     async def deliver_batch(self, stop: asyncio.Event | None = None) -> BatchReport:
@@ -91,12 +96,37 @@ class Deliverer:
             report.duration_s = time.monotonic() - started
             return report
         deadline = started + policy.batch_timeout_s
-        sends = await self._send_all(claimed, token, stop, deadline=deadline, report=report)
-        await self.record(sends, report)
+        recorder = self.new_recorder(report)
+        try:
+            await self._send_all(claimed, token, stop, deadline=deadline, recorder=recorder)
+            await recorder.drain()  # the last results now, not at their window's end
+        except asyncio.CancelledError:
+            recorder.abort()
+            raise
+        if recorder.error is not None:
+            raise recorder.error
         report.duration_s = time.monotonic() - started
         self.counters.batches += 1
         self.observer.batch_finished(size=report.claimed, duration_s=report.duration_s)
         return report
+
+    def new_recorder(
+        self, report: BatchReport, *, on_settled: Callable[[list[Sent]], None] | None = None
+    ) -> GroupRecorder[Sent]:
+        """Return a group-commit recorder that stores results and counts them into ``report``."""
+        policy = self.policy
+
+        async def write(group: list[Sent]) -> None:
+            await self.record(group, report)
+
+        return GroupRecorder(
+            write,
+            max_group=max(policy.batch_size, policy.max_workers),
+            retry_for_s=policy.lease_s,
+            window_s=policy.record_window_s,
+            outage=self._recording_outage,
+            on_settled=on_settled,
+        )
 
     async def rescue(self) -> int:
         """Return expired leases to PENDING (or FAILED); return how many rows were rescued."""
@@ -119,17 +149,14 @@ class Deliverer:
         )
         return token, claimed
 
-    async def send_one(self, message: Message, token: str) -> tuple[Transition, AttemptRecord]:
-        """Send one claimed message; return its transition and attempt record (nothing stored yet)."""
-        return await self._send_one(message, token)
-
-    async def record(
-        self, sends: Sequence[tuple[Transition, AttemptRecord | None]], report: BatchReport
-    ) -> None:
+    async def record(self, sends: Sequence[Sent], report: BatchReport) -> None:
         """Store the results of some sends in one finish, count them into ``report``, cache the sent."""
         transitions = [transition for transition, _ in sends]
-        applied = await self._finish(transitions, [record for _, record in sends if record is not None])
-        self._account(report, transitions, applied)
+        attempts = [record for _, record in sends if record is not None]
+        applied = await self._store.finish(transitions, now=self._clock.now(), attempts=attempts)
+        group = tally(transitions, applied)
+        report.add(group)
+        self.counters.add(group)
         self._remember_sent([t for t in transitions if t.id in applied and t.status is Status.SUCCESS])
 
     async def _send_all(
@@ -139,31 +166,21 @@ class Deliverer:
         stop: asyncio.Event,
         *,
         deadline: float,
-        report: BatchReport,
-    ) -> list[tuple[Transition, AttemptRecord | None]]:
+        recorder: GroupRecorder[Sent],
+    ) -> None:
         queue = deque(claimed)
-        results: list[tuple[Transition, AttemptRecord | None]] = []
 
         async def worker() -> None:
             while queue and not stop.is_set() and time.monotonic() < deadline:
                 message = queue.popleft()
-                results.append(await self._send_one(message, token))
+                recorder.add(await self.send_one(message, token))
 
         async def hand_back_once_stopped() -> None:
             # On stop or shutdown the unsent claims go back now, not when the sends in flight end.
             await stop.wait()
-            refunds = [refund(m, token) for m in queue]
-            queue.clear()
-            if not refunds:
-                return
-            try:
-                applied = await self._finish([t for t, _ in refunds], [])
-            except Exception as exc:  # the sends in flight must still be recorded
-                log.warning("handing back failed; the lease rescue returns them", error=str(exc))
-                return
-            report.handed_back += len(applied)
-            report.lost_race += len(refunds) - len(applied)
-            log.info("stopped: unsent claims handed back", handed_back=len(applied))
+            if queue:
+                log.info("stopped: unsent claims handed back", handed_back=len(queue))
+            _hand_back(queue, token, recorder)
 
         workers = min(self.policy.max_workers, len(claimed))
         hand_back = asyncio.create_task(hand_back_once_stopped())
@@ -174,10 +191,16 @@ class Deliverer:
                 hand_back.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hand_back
-        results.extend(refund(m, token) for m in queue)  # left by the batch deadline
-        return results
+        _hand_back(queue, token, recorder)  # left by the batch deadline
 
-    async def _send_one(self, message: Message, token: str) -> tuple[Transition, AttemptRecord]:
+    async def send_one(
+        self, message: Message, token: str, *, sent_level: int = logging.INFO
+    ) -> tuple[Transition, AttemptRecord]:
+        """Send one claimed message; return its transition and attempt record (nothing stored yet).
+
+        ``sent_level`` is the level of its "message sent" line (continuous mode: DEBUG, for it
+        logs a summary a second instead).
+        """
         started_at = self._clock.now()
         started = time.monotonic()
         try:
@@ -208,7 +231,7 @@ class Deliverer:
         self.observer.send_finished(
             outcome=result.outcome, http_status=result.http_status, duration_s=record.duration_ms / 1000
         )
-        return self._transition_for(message, token, result), record
+        return self._transition_for(message, token, result, sent_level), record
 
     def _checked(self, message: Message) -> Message:
         """Check a row that did not come in through the service; raise ``InvalidInput`` if bad."""
@@ -233,7 +256,9 @@ class Deliverer:
             message, started_at, duration_ms, outcome, result, reason=reason, instance=self._instance_name
         )
 
-    def _transition_for(self, message: Message, token: str, result: SendResult) -> Transition:
+    def _transition_for(
+        self, message: Message, token: str, result: SendResult, sent_level: int
+    ) -> Transition:
         transition = transition_for(message, token, result, self.policy, now=self._clock.now())
         fields = {
             "message_id": str(message.id),
@@ -241,10 +266,8 @@ class Deliverer:
             "provider_message_id": result.provider_message_id,
         }
         if transition.status is Status.SUCCESS:
-            if self.log_each_send:
-                log.info("message sent", **fields)
-            elif _stdlib_log.isEnabledFor(logging.DEBUG):
-                log.debug("message sent", **fields)
+            if _stdlib_log.isEnabledFor(sent_level):
+                log.log(sent_level, "message sent", **fields)
         elif transition.status is Status.PENDING:
             assert transition.next_attempt_at is not None
             retry_in_s = (transition.next_attempt_at - self._clock.now()).total_seconds()
@@ -255,37 +278,6 @@ class Deliverer:
             log.warning("message failed", **fields, error=transition.last_error)
         return transition
 
-    async def _finish(self, transitions: list[Transition], attempts: list[AttemptRecord]) -> set[uuid.UUID]:
-        """Record the outcomes, retrying while the database is briefly away (the lease covers us)."""
-        delay_s = 0.2
-        for attempt in range(1, 8):
-            try:
-                return await self._store.finish(transitions, now=self._clock.now(), attempts=attempts)
-            except Exception as exc:
-                if attempt == 7:
-                    raise
-                log.warning("recording results failed; retrying", error=str(exc), retry_in_s=delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-        raise AssertionError("unreachable")
-
-    def _account(self, report: BatchReport, transitions: list[Transition], applied: set[uuid.UUID]) -> None:
-        for t in transitions:
-            if t.id not in applied:
-                report.lost_race += 1
-            elif t.refund_attempt:
-                report.handed_back += 1
-            elif t.status is Status.SUCCESS:
-                report.delivered += 1
-                report.sent_ids.append(t.id)
-            elif t.status is Status.PENDING:
-                report.retried += 1
-            else:
-                report.failed += 1
-        self.counters.delivered += report.delivered
-        self.counters.retried += report.retried
-        self.counters.failed += report.failed
-
     def _remember_sent(self, successes: list[Transition]) -> None:
         sent: dict[str, datetime] = {t.message_id: t.sent_at for t in successes if t.message_id and t.sent_at}
         self.cache_writer.submit(sent)
@@ -295,4 +287,11 @@ class Deliverer:
         await self.cache_writer.drain()
 
 
-__all__ = ["BatchReport", "Deliverer", "DeliveryCounters", "DeliveryPolicy"]
+def _hand_back(queue: deque[Message], token: str, recorder: GroupRecorder[Sent]) -> None:
+    """Hand the unsent claims back (attempt refunded), written at once."""
+    while queue:
+        recorder.add(refund(queue.popleft(), token))
+    recorder.flush()
+
+
+__all__ = ["BatchReport", "Deliverer", "DeliveryCounters", "DeliveryPolicy", "Sent"]

@@ -7,8 +7,11 @@ drains within a grace period. ``run_once()`` runs one batch now, for the CLI and
 
 Every instance on the database shares one switch and one batch slot per interval, so
 ``MESSAGE_BATCH_SIZE`` per ``SCHEDULER_INTERVAL`` holds for the fleet, not per process.
-With ``SCHEDULER_INTERVAL=0`` it drains continuously: given a ``Pump`` (``pump.py``), that
-sender pool runs instead of the batch loop, refilling as it drains.
+With ``SCHEDULER_INTERVAL=0`` it drains continuously: its ``Pump`` (``pump.py``), a sender pool
+that refills as it drains, runs instead of the batch loop.
+
+A database that does not answer is logged once when it goes and once when it is back, per
+place (the tick loop, the heartbeat), not with a traceback per tick (``faults.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from datetime import datetime, timedelta
 
 from sms_dispatch import __version__
 from sms_dispatch.delivery import BatchReport, Deliverer
+from sms_dispatch.faults import log_failure
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, InstanceInfo
 from sms_dispatch.pump import Pump
 
@@ -31,7 +36,6 @@ log = get_logger(__name__)
 STATE_POLL_S = 5.0
 """The longest an idle instance waits before rereading the shared switch; shorter intervals poll
 once per interval, so a start or stop made on any instance reaches every one within one interval."""
-CONTINUOUS_IDLE_POLL_S = 1.0
 ERROR_BACKOFF_S = 2.0
 HEARTBEAT_S = 5.0
 """How often a running dispatcher writes its heartbeat; it counts as live for 3 of these."""
@@ -69,7 +73,7 @@ class Dispatcher:
     ) -> None:
         self._deliverer = deliverer
         self._pump = pump
-        """Continuous mode's sender pool; runs instead of the batch loop when interval is 0."""
+        """Continuous mode's sender pool: ``run()`` needs one when interval is 0 (``run_once`` does not)."""
         self._control = control
         self._clock = clock
         self.interval_s = interval_s
@@ -81,28 +85,40 @@ class Dispatcher:
         self.last_report: BatchReport | None = None
         self.heartbeat_s = heartbeat_s
         self._heartbeat: asyncio.Task[None] | None = None
+        self._tick_outage = OutageLog("database", "dispatcher tick", logger=log)
+        self._heartbeat_outage = OutageLog("database", "heartbeat", logger=log)
 
     async def run(self) -> None:
         """Loop until ``shutdown()``: take each batch slot the fleet grants us and deliver."""
+        pump = self._pump
+        if self.interval_s == 0 and pump is None:
+            raise ValueError("continuous mode (interval 0) needs a Pump to run")
         log.info("dispatcher running", interval_s=self.interval_s, instance=self.instance_name)
         started_at = self._clock.now()
         try:
-            if self._pump is not None and self.interval_s == 0:
+            if pump is not None and self.interval_s == 0:
                 self._watch_heartbeat(started_at)
-                await self._pump.run()
+                await pump.run()
+                return
             while not self._closing:
                 self._watch_heartbeat(started_at)
-                try:
-                    wait_s = await self._tick()
-                except Exception:
-                    log.exception("dispatcher tick failed; retrying")
-                    wait_s = ERROR_BACKOFF_S
+                wait_s = await self._tick_logged()
                 if wait_s > 0 and not self._closing:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
         finally:
             await self._stop_heartbeat()
+
+    async def _tick_logged(self) -> float:
+        """Run a tick; a failure is logged (an outage once, a bug with its traceback) and waited out."""
+        try:
+            wait_s = await self._tick()
+        except Exception as exc:
+            log_failure(exc, "dispatcher tick failed; retrying", outage=self._tick_outage, logger=log)
+            return ERROR_BACKOFF_S
+        self._tick_outage.succeeded()
+        return wait_s
 
     def _watch_heartbeat(self, started_at: datetime) -> None:
         """Start the heartbeat side task, and start it again if it ever ended (it should not)."""
@@ -121,7 +137,9 @@ class Dispatcher:
             try:
                 await asyncio.wait_for(self._control.heartbeat(info), timeout=self.heartbeat_s)
             except Exception as exc:
-                log.warning("heartbeat failed", instance=self.instance_name, error=str(exc))
+                log_failure(exc, "heartbeat failed", outage=self._heartbeat_outage, logger=log)
+            else:
+                self._heartbeat_outage.succeeded()
             await asyncio.sleep(self.heartbeat_s)
 
     async def _stop_heartbeat(self) -> None:
@@ -142,10 +160,7 @@ class Dispatcher:
         if not state.running:
             return self._state_poll_s
         if await self._control.take_batch_slot(now=self._clock.now(), interval_s=self.interval_s):
-            report = await self._run_batch()
-            if self.interval_s == 0:
-                full = report.claimed >= self._deliverer.policy.batch_size
-                return 0.0 if full else CONTINUOUS_IDLE_POLL_S
+            await self._run_batch()
             return min(STATE_POLL_S, self.interval_s)
         state = await self._control.scheduler_state()
         if state.last_run_at is None:
@@ -158,8 +173,6 @@ class Dispatcher:
     @property
     def _state_poll_s(self) -> float:
         """How long an instance that runs no batch waits before rereading the switch."""
-        if self.interval_s == 0:
-            return CONTINUOUS_IDLE_POLL_S
         return max(0.05, min(STATE_POLL_S, self.interval_s))
 
     async def _run_batch(self) -> BatchReport:

@@ -5,7 +5,8 @@ tallies of a batch. Pure functions and plain data: no I/O, no clock of their own
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sms_dispatch.cache_writer import CacheWriteCounters
@@ -20,6 +21,9 @@ from sms_dispatch.domain import (
     backoff_delay_s,
     excerpt,
 )
+
+Sent = tuple[Transition, AttemptRecord | None]
+"""A finished send (or a claim handed back unsent: no attempt record) waiting to be recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class DeliveryPolicy:
     retry_max_delay_s: float = 600.0
     max_length: int = 160
     cache_ttl_s: float = 86400.0
+    record_window_s: float = 0.05
+    """The longest a finished send waits for others before its group is recorded."""
 
 
 @dataclass(slots=True)
@@ -52,6 +58,24 @@ class BatchReport:
     duration_s: float = 0.0
     sent_ids: list[uuid.UUID] = field(default_factory=list)
 
+    def add(self, other: BatchReport) -> None:
+        """Add ``other``'s tallies (a recorded group's) to these."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.sent_ids.extend(other.sent_ids)
+
+    def take(self) -> BatchReport:
+        """Return a copy of the tallies and start these from zero (a summary period ends)."""
+        taken = replace(self, sent_ids=self.sent_ids)
+        for name in _COUNTS:
+            setattr(self, name, 0)
+        self.duration_s = 0.0
+        self.sent_ids = []
+        return taken
+
+
+_COUNTS = ("claimed", "delivered", "retried", "failed", "handed_back", "rescued", "lost_race")
+
 
 @dataclass(slots=True)
 class DeliveryCounters:
@@ -64,10 +88,34 @@ class DeliveryCounters:
     rescued: int = 0
     cache: CacheWriteCounters = field(default_factory=CacheWriteCounters)
 
+    def add(self, group: BatchReport) -> None:
+        """Count a recorded group's results into the totals."""
+        self.delivered += group.delivered
+        self.retried += group.retried
+        self.failed += group.failed
+
     @property
     def cache_write_failures(self) -> int:
         """Entries whose cache write failed (they wait in the backlog)."""
         return self.cache.failed
+
+
+def tally(transitions: Sequence[Transition], applied: set[uuid.UUID]) -> BatchReport:
+    """Return what one recorded group did: ``applied`` holds the ids whose transition was applied."""
+    group = BatchReport()
+    for t in transitions:
+        if t.id not in applied:
+            group.lost_race += 1
+        elif t.refund_attempt:
+            group.handed_back += 1
+        elif t.status is Status.SUCCESS:
+            group.delivered += 1
+            group.sent_ids.append(t.id)
+        elif t.status is Status.PENDING:
+            group.retried += 1
+        else:
+            group.failed += 1
+    return group
 
 
 def transition_for(
@@ -135,6 +183,6 @@ def attempt_record(
     )
 
 
-def refund(message: Message, token: str) -> tuple[Transition, AttemptRecord | None]:
+def refund(message: Message, token: str) -> Sent:
     """Hand back a claim that was never sent: its attempt is undone, and it is no attempt (no record)."""
     return Transition(id=message.id, claim_token=token, status=Status.PENDING, refund_attempt=True), None

@@ -3,9 +3,10 @@
 The scheduled mode claims a batch, sends it and waits for its last send before claiming the
 next, so every batch ends in a half-empty wave. Here ``MESSAGE_MAX_WORKERS`` senders take
 claimed rows one at a time from a local buffer; a refiller claims the next
-``MESSAGE_BATCH_SIZE`` rows as soon as the buffer runs below a low-water mark, and a recorder
-stores the results in bulk as they accumulate (one finish per group, however large): one
-claim, one finish, one cache write per group. Idle (a claim came back short), the refiller sleeps until a ``NewMessageSignal`` fires
+``MESSAGE_BATCH_SIZE`` rows as soon as the buffer runs below a low-water mark, and the
+group-commit recorder that batches use too (``recorder.py``) stores the results as they
+complete: one finish per group, each result within a short window, one cache write per group.
+Idle (a claim came back short), the refiller sleeps until a ``NewMessageSignal`` fires
 (PostgreSQL NOTIFY from migration 0005's triggers), its own earliest retry falls due, or the
 poll interval ends: ``IDLE_POLL_S``, or ``LISTENING_IDLE_POLL_S`` while the signal listens.
 
@@ -19,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from datetime import datetime
 
 from sms_dispatch.delivery import BatchReport, Deliverer
-from sms_dispatch.domain import AttemptRecord, Message, Status, Transition
+from sms_dispatch.domain import Message, Status, Transition
+from sms_dispatch.faults import log_failure
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
+from sms_dispatch.outcomes import Sent
 from sms_dispatch.ports import SWITCH_CHANGED, Clock, ControlStore, NewMessageSignal
 from sms_dispatch.progress import Progress
 from sms_dispatch.rate_budget import RateBudget
@@ -42,11 +47,7 @@ RUNNING_TRUSTED_S = 0.5
 """How long a switch read as on is trusted before the next claim rereads it (a stop made on
 another instance reaches this one within this); a stop made here applies at once."""
 RESCUE_EVERY_S = 5.0
-RECORD_AFTER_S = 0.05
-"""The longest a result waits for others before it is recorded."""
 ERROR_BACKOFF_S = 2.0
-
-Sent = tuple[Transition, AttemptRecord | None]
 
 
 class Pump:
@@ -61,6 +62,7 @@ class Pump:
         clock: Clock,
         rate_limit_per_s: float | None = None,
         idle_poll_s: float | None = None,
+        progress: Progress | None = None,
     ) -> None:
         policy = deliverer.policy
         self._deliverer = deliverer
@@ -80,18 +82,17 @@ class Pump:
         self._outstanding = 0
         self._max_outstanding = self._low_water + self._claim_size + self._record_size
         self._buffer: deque[tuple[Message, str, float]] = deque()
-        self._results: list[Sent] = []
         self._ready = asyncio.Event()  # the buffer has rows: senders wait on it
         self._need = asyncio.Event()  # the buffer ran low: the busy refiller waits on it
         self._wake = asyncio.Event()  # a notification, start or close: the idle refiller waits on it
-        self._has_results = asyncio.Event()
-        self._results_full = asyncio.Event()
         self._closing = False
         self._sending = 0
         self._next_retry_at: datetime | None = None
         self._running_until = 0.0
         self._recheck = False
-        self._progress = Progress()
+        self._progress = progress or Progress()
+        self._recorder = deliverer.new_recorder(self._progress.current, on_settled=self._recorded)
+        self._claiming_outage = OutageLog("database", "claiming", logger=log)
         signal.subscribe(self.wake)
 
     @property
@@ -126,10 +127,8 @@ class Pump:
 
     async def run(self) -> None:
         """Send continuously until ``close()``."""
-        self._deliverer.log_each_send = False
         workers = self._deliverer.policy.max_workers
         senders = [asyncio.create_task(self._sender()) for _ in range(workers)]
-        recorder = asyncio.create_task(self._recorder(), name="pump-recorder")
         log.info(
             "continuous mode",
             workers=workers,
@@ -140,14 +139,18 @@ class Pump:
             await self._refill()
         except asyncio.CancelledError:
             # The grace period is over: in-flight sends are cancelled, their leases rescued later.
-            for task in (*senders, recorder):
+            for task in senders:
                 task.cancel()
+            self._recorder.abort()
             raise
         finally:
             self.close()
         await asyncio.gather(*senders)
-        self._has_results.set()
-        await recorder
+        try:
+            await self._recorder.drain()
+        except asyncio.CancelledError:  # the grace period ended while results waited for the database
+            self._recorder.abort()
+            raise
         self._progress.log(force=True)
 
     async def _refill(self) -> None:
@@ -165,6 +168,7 @@ class Pump:
             self._wake.clear()  # before the claim: a notification during it is not lost
             try:
                 if not await self._running():
+                    self._claiming_outage.succeeded()  # the switch was read: the database answers
                     self._hand_back()
                     await self._idle(STATE_POLL_S)
                     continue
@@ -177,10 +181,11 @@ class Pump:
                     continue
                 token, claimed = await self._deliverer.claim(want)
                 await self._budget.give_back(want - len(claimed))
-            except Exception:
-                log.exception("claiming failed; retrying")
+            except Exception as exc:
+                log_failure(exc, "claiming failed; retrying", outage=self._claiming_outage, logger=log)
                 await self._idle(ERROR_BACKOFF_S)
                 continue
+            self._claiming_outage.succeeded()
             if claimed:
                 self._outstanding += len(claimed)
                 at = time.monotonic()
@@ -210,9 +215,16 @@ class Pump:
         return timeout_s
 
     async def _idle(self, timeout_s: float) -> None:
-        self._progress.log(force=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout_s)
+        """Wait for a wake-up or ``timeout_s``; meanwhile log the summary when its period ends."""
+        deadline = time.monotonic() + timeout_s
+        while (left_s := deadline - time.monotonic()) > 0:
+            self._progress.log()
+            due_s = self._progress.due_in_s()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=left_s if due_s is None else min(left_s, due_s)
+                )
+                return
 
     async def _sender(self) -> None:
         buffer, deliverer = self._buffer, self._deliverer
@@ -231,7 +243,7 @@ class Pump:
                 continue
             self._sending += 1
             try:
-                sent = await deliverer.send_one(message, token)
+                sent = await deliverer.send_one(message, token, sent_level=logging.DEBUG)
             except Exception:
                 # A bug after the provider call: the row may have been sent, so it stays SENDING
                 # and the lease rescue decides (at least once), rather than a hand-back here.
@@ -245,42 +257,18 @@ class Pump:
             self._add_result(sent)
 
     def _add_result(self, sent: Sent) -> None:
-        results = self._results
-        results.append(sent)
-        if len(results) == 1:
-            self._has_results.set()
-        elif len(results) >= self._record_size:
-            self._results_full.set()
+        self._recorder.add(sent)
 
     def _hand_back(self) -> None:
         while self._buffer:
             message, token, _ = self._buffer.popleft()
             self._add_result((_hand_back(message, token), None))
+        self._recorder.flush()  # at once: another instance may claim them now
 
-    async def _recorder(self) -> None:
-        while True:
-            await self._has_results.wait()
-            if len(self._results) < self._record_size and not self._closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._results_full.wait(), timeout=RECORD_AFTER_S)
-            group, self._results = self._results, []
-            self._has_results.clear()
-            self._results_full.clear()
-            if group:
-                await self._record(group)
-            if self._closing and not self._results and self._sending == 0 and not self._buffer:
-                return
-
-    async def _record(self, group: list[Sent]) -> None:
-        try:
-            await self._deliverer.record(group, self._progress.current)
-        except Exception:
-            # The rows stay SENDING under our lease; the rescue returns them later.
-            log.exception("recording results failed; their leases will be rescued", count=len(group))
-            return
-        finally:
-            self._outstanding -= len(group)
-            self._need.set()
+    def _recorded(self, group: list[Sent]) -> None:
+        """After a group is written (or given up to the lease rescue): claim again, wake for retries."""
+        self._outstanding -= len(group)
+        self._need.set()
         retries = [t.next_attempt_at for t, _ in group if t.status is Status.PENDING and t.next_attempt_at]
         if retries:
             earliest = min(retries)

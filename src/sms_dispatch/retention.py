@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sms_dispatch.faults import log_failure
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import Clock, ControlStore, MessageStore
 
 log = get_logger(__name__)
@@ -73,6 +75,7 @@ class Pruner:
         self._control = control
         self._clock = clock
         self.policy = policy
+        self._outage = OutageLog("database", "pruning", logger=log)
 
     async def prune(self, stop: asyncio.Event | None = None) -> PruneReport:
         """Run one round: delete every message past its retention, batch by batch, unless stopped."""
@@ -134,6 +137,10 @@ class Pruner:
                 return
             try:
                 await self.prune(stop)
-            except Exception:
-                log.exception("retention round failed; trying again next interval")
+            except Exception as exc:
+                log_failure(
+                    exc, "retention round failed; trying again next interval", outage=self._outage, logger=log
+                )
+            else:
+                self._outage.succeeded()
             wait_s = self.policy.interval_s

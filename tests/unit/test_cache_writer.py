@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+
+import structlog
 
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.memory_store import InMemoryMessageStore
@@ -13,6 +17,7 @@ from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.domain import NewMessage
 from sms_dispatch.errors import DependencyUnavailable
 from sms_dispatch.keys import sent_message_value
+from sms_dispatch.logs import configure_logging
 from tests.conftest import FakeClock
 from tests.fakes import RecordingSmsProvider
 
@@ -68,6 +73,25 @@ async def test_failed_entries_are_written_with_the_next_write(clock: FakeClock) 
     await settle(writer)
     assert [await cache.sent_at(key) for key in ("a", "b", "c")] == [CACHED] * 3
     assert (writer.backlog_size, writer.counters.written_late) == (0, 2)
+
+
+async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(clock: FakeClock) -> None:
+    """Ten refused writes log one WARNING; the next write that succeeds logs one INFO."""
+    stream = io.StringIO()
+    configure_logging(json_lines=True, stream=stream)
+    cache = FlakyCache(clock)
+    writer = CacheWriter(cache, ttl_s=60, retry_s=3600)
+    cache.down = True
+    for n in range(10):
+        writer.submit(entries(f"m{n}"))
+    await settle(writer)
+    cache.down = False
+    writer.submit(entries("back"))
+    await settle(writer)
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    structlog.reset_defaults()
+    assert events == ["redis unavailable", "redis available again", "cache backlog written"]
+    assert writer.backlog_size == 0
 
 
 async def test_failed_entries_are_written_by_the_timer(clock: FakeClock) -> None:

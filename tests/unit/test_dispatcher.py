@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.memory_store import InMemoryMessageStore
+from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.domain import NewMessage
+from sms_dispatch.pump import Pump
 from tests.fakes import RecordingSmsProvider
 
 
 def make(
-    store: InMemoryMessageStore, provider: RecordingSmsProvider, interval_s: float, name: str
+    store: InMemoryMessageStore,
+    provider: RecordingSmsProvider,
+    interval_s: float,
+    name: str,
+    *,
+    continuous: bool = False,
 ) -> Dispatcher:
-    """Build a dispatcher with batch size 2 on a real clock."""
+    """Build a dispatcher with batch size 2 on a real clock (and a pump, for continuous mode)."""
     clock = SystemClock()
     deliverer = Deliverer(
         store=store,
@@ -26,8 +35,14 @@ def make(
         policy=DeliveryPolicy(batch_size=2, max_workers=2),
         instance_name=name,
     )
+    pump = Pump(deliverer=deliverer, control=store, signal=InProcessNewMessageSignal(), clock=clock)
     return Dispatcher(
-        deliverer=deliverer, control=store, clock=clock, interval_s=interval_s, instance_name=name
+        deliverer=deliverer,
+        control=store,
+        clock=clock,
+        interval_s=interval_s,
+        instance_name=name,
+        pump=pump if continuous else None,
     )
 
 
@@ -92,11 +107,18 @@ async def test_stop_on_one_instance_stops_all() -> None:
 
 
 async def test_continuous_mode_drains_without_waiting() -> None:
-    """With interval 0 the dispatcher keeps taking full batches until the queue is empty."""
+    """With interval 0 the dispatcher runs its pump, which sends the whole queue without waiting."""
     store, provider = InMemoryMessageStore(), RecordingSmsProvider()
     await fill(store, 30)
-    dispatcher = make(store, provider, interval_s=0, name="a")
+    dispatcher = make(store, provider, interval_s=0, name="a", continuous=True)
     task = asyncio.create_task(dispatcher.run())
     await asyncio.sleep(0.3)
     assert len(provider.sent) == 30
     await dispatcher.shutdown(task, grace_s=2)
+
+
+async def test_continuous_mode_without_a_pump_is_refused() -> None:
+    """Interval 0 without a pump is a wiring error, not a slower continuous mode of its own."""
+    dispatcher = make(InMemoryMessageStore(), RecordingSmsProvider(), interval_s=0, name="a")
+    with pytest.raises(ValueError, match="needs a Pump"):
+        await dispatcher.run()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+import structlog
 
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.memory_store import InMemoryMessageStore
@@ -16,7 +20,9 @@ from sms_dispatch.clock import SystemClock
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.domain import Message, NewMessage, Outcome, SendResult, Status
+from sms_dispatch.logs import configure_logging
 from sms_dispatch.ports import SWITCH_CHANGED
+from sms_dispatch.progress import Progress
 from sms_dispatch.pump import Pump
 from tests.fakes import RecordingSmsProvider
 
@@ -244,3 +250,37 @@ async def test_the_dispatcher_stops_and_starts_its_pump() -> None:
     await dispatcher.start()
     await until(lambda: count(store, Status.SUCCESS) == 30)
     await dispatcher.shutdown(task, grace_s=5)
+
+
+async def test_a_trickle_logs_the_summary_at_most_once_a_second() -> None:
+    """One row every 0.1 s for 2 s (a fake clock) gives at most 2 summary lines and the last one."""
+    stream = io.StringIO()
+    configure_logging(json_lines=True, stream=stream)
+    store, provider, signal = InMemoryMessageStore(), RecordingSmsProvider(), InProcessNewMessageSignal()
+    now_s = [0.0]
+    pump = Pump(
+        deliverer=deliverer_on(store, provider, record_window_s=0.0),
+        control=store,
+        signal=signal,
+        clock=CLOCK,
+        idle_poll_s=60.0,
+        progress=Progress(monotonic=lambda: now_s[0]),
+    )
+    task = asyncio.create_task(pump.run())
+    for sent in range(1, 21):
+        await fill(store, 1)
+        signal.notify()
+        for _ in range(1000):  # drive the loop (no time passes) until the row is recorded
+            if count(store, Status.SUCCESS) == sent:
+                break
+            await asyncio.sleep(0)
+        now_s[0] += 0.1
+    pump.close()
+    await asyncio.wait_for(task, timeout=5)
+    summaries = [
+        line for line in map(json.loads, stream.getvalue().splitlines()) if line["event"] == "sending"
+    ]
+    structlog.reset_defaults()
+    assert count(store, Status.SUCCESS) == 20
+    assert 1 <= len(summaries) <= 3, [s["delivered"] for s in summaries]
+    assert sum(s["delivered"] for s in summaries) == 20
