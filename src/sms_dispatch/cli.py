@@ -3,14 +3,12 @@
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sms_dispatch.config import Settings, load_settings
 from sms_dispatch.errors import ConfigError, InvalidInput
@@ -132,21 +130,23 @@ async def _migrate(settings: Settings) -> None:
 
 @app.command()
 def seed(count: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many messages.")] = 10) -> None:
-    """Insert sample PENDING messages, like the Go service's seed."""
+    """Insert sample PENDING messages, like the Go service's seed, in batches."""
     settings = _settings()
-    _run(_seed(settings, count))
+    stored, elapsed_s = _run(_seed(settings, count))
+    typer.echo(f"seeded {stored} messages in {elapsed_s:.1f} s ({stored / max(elapsed_s, 1e-9):,.0f} rows/s)")
 
 
-async def _seed(settings: Settings, count: int) -> None:
+async def _seed(settings: Settings, count: int) -> tuple[int, float]:
     from sms_dispatch.bootstrap import bootstrap
+    from sms_dispatch.cli_progress import seed_progress
 
-    columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    stored = 0
     async with bootstrap(settings, run_dispatcher=False) as services:
-        with Progress(*columns, transient=not sys.stderr.isatty()) as progress:
-            task = progress.add_task("seed", total=count)
-            async for _ in services.messages.seed(count):
-                progress.advance(task)
-    typer.echo(f"seeded {count} messages")
+        with seed_progress(count) as progress:
+            async for batch in services.messages.seed(count):
+                stored += batch
+                progress.advance(batch)
+    return stored, progress.elapsed_s
 
 
 @app.command()
