@@ -29,6 +29,7 @@ from sms_dispatch.observability.metrics import ServiceMetrics
 from sms_dispatch.observability.redaction import SecretRedactor
 from sms_dispatch.operations import OperatorActions
 from sms_dispatch.ports import Clock, NewMessageSignal, SentCache, SmsProvider
+from sms_dispatch.provider_choice import ProviderChoice, choose_provider, shown_url
 from sms_dispatch.pump import Pump
 from sms_dispatch.retention import Pruner, RetentionPolicy
 from sms_dispatch.service import MessageService
@@ -51,6 +52,8 @@ class Services:
     deliverer: Deliverer
     dispatcher: Dispatcher
     provider_url: str
+    provider_simulator: bool
+    """True when the built-in simulator stands in for the provider: nothing is delivered."""
     clock: Clock
     operations: OperatorActions
     metrics: ServiceMetrics
@@ -75,8 +78,12 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> AsyncIterator[Services]:
-    """Build and start the services; on exit drain the dispatcher and close everything."""
+    """Build and start the services; on exit drain the dispatcher and close everything.
+
+    ``ConfigError`` when the settings name no provider, before anything is opened.
+    """
     clock: Clock = SystemClock()
+    choice = choose_provider(settings)
     async with contextlib.AsyncExitStack() as stack:
         engine = create_engine(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
         stack.push_async_callback(engine.dispose)
@@ -89,13 +96,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             )
 
         cache = await _open_cache(settings, clock, stack)
-        provider_url = settings.sms_provider_url
-        if provider_url is None:
-            simulator = await stack.enter_async_context(start_simulator())
-            provider_url = simulator.url
-            log.warning(
-                "SMS_PROVIDER_URL is not set: sending to the built-in provider simulator", url=provider_url
-            )
+        provider_url = await _provider_url(choice, stack)
         provider = open_provider(settings, provider_url, stack)
 
         messages = MessageService(
@@ -144,11 +145,26 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             deliverer=deliverer,
             dispatcher=dispatcher,
             provider_url=provider_url,
+            provider_simulator=choice.simulator,
             clock=clock,
             operations=OperatorActions(store=store, clock=clock),
             metrics=metrics,
             pruner=pruner,
         )
+
+
+async def _provider_url(choice: ProviderChoice, stack: contextlib.AsyncExitStack) -> str:
+    """Return the URL to send to, starting the built-in simulator when it was chosen; log which."""
+    if choice.url is not None:
+        log.info("sending to the SMS provider", url=shown_url(choice.url))
+        return choice.url
+    simulator = await stack.enter_async_context(start_simulator())
+    log.warning(
+        "sending to the built-in provider simulator: nothing is delivered",
+        url=simulator.url,
+        because=choice.reason,
+    )
+    return simulator.url
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

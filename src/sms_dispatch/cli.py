@@ -36,6 +36,16 @@ def _settings() -> Settings:
     return settings
 
 
+def _require_provider(settings: Settings) -> None:
+    """Stop a sending command when the settings name no provider (and the simulator is not allowed)."""
+    from sms_dispatch.provider_choice import choose_provider
+
+    try:
+        choose_provider(settings)
+    except ConfigError as exc:
+        _die(f"configuration error: {exc.message}")
+
+
 def _die(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"sms-dispatch: {message}", err=True)
     raise typer.Exit(code)
@@ -56,10 +66,12 @@ def serve(
 ) -> None:
     """Run the HTTP API and the dispatcher in one process."""
     from sms_dispatch.api.security import check_api_keys
+    from sms_dispatch.provider_choice import choose_provider
 
     settings = _settings()
     try:
         check_api_keys(settings)
+        choose_provider(settings)
     except ConfigError as exc:
         _die(f"configuration error: {exc.message}")
     _run(_serve(settings, host or settings.api_host, port or settings.api_port))
@@ -88,6 +100,7 @@ def worker(
 ) -> None:
     """Run the dispatcher without the HTTP API (until SIGTERM or Ctrl-C)."""
     settings = _settings()
+    _require_provider(settings)
     if processes > 1:
         from sms_dispatch.processes import run_worker_processes, sqlite_refusal
 
@@ -179,6 +192,7 @@ def dispatch(
     if not once:
         _die("only --once is supported here; `sms-dispatch worker` runs the dispatcher continuously")
     settings = _settings()
+    _require_provider(settings)
     _run(_dispatch_once(settings))
 
 

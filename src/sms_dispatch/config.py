@@ -71,14 +71,17 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+PROVIDER_SIMULATOR = "simulator"
+"""The ``SMS_PROVIDER_URL`` value that asks for the built-in provider simulator (delivers nothing)."""
+
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _check_provider_url(value: str | None) -> str | None:
-    if value is not None:
+    if value is not None and value != PROVIDER_SIMULATOR:
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
+            raise ValueError(f"must be an http:// or https:// URL with a host, or {PROVIDER_SIMULATOR}")
     return value
 
 

@@ -205,3 +205,8 @@ def test_a_provider_key_of_any_length_is_accepted(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SMS_PROVIDER_KEY", "K")
     assert load_settings(None).sms_provider_key.get_secret_value() == "K"
 
+
+def test_the_simulator_can_be_named_as_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMS_PROVIDER_URL=simulator is a valid value (which commands accept it: provider_choice)."""
+    monkeypatch.setenv("SMS_PROVIDER_URL", "simulator")
+    assert load_settings(None).sms_provider_url == "simulator"
