@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     retention_interval_s: PositiveSeconds = Field(3600.0, alias="RETENTION_INTERVAL")
     retention_batch_size: int = Field(1000, ge=1, le=100_000, alias="RETENTION_BATCH_SIZE")
 
+    # --- Start-up and schema migrations -------------------------------------------------
+    migrate_on_start: bool = Field(True, alias="MIGRATE_ON_START")
+    """``serve`` upgrades the schema before it starts; false: it only checks it, like the others."""
+    migrate_allow_older_instances: bool = Field(False, alias="MIGRATE_ALLOW_OLDER_INSTANCES")
+    """Upgrade the schema even while instances of an older version send heartbeats."""
+
     def api_key_scopes(self) -> dict[str, Scope]:
         """Return ``{key: scope}`` from API_KEYS; empty when unset (the API is open)."""
         return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}

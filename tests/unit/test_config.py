@@ -144,6 +144,8 @@ def test_redis_addr_is_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REDIS_ADDR", "cache:0", "invalid REDIS_ADDR"),
         ("REDIS_URL", "cache.local:6379", "invalid REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
         ("LOG_LEVEL", "verbose", "invalid LOG_LEVEL='VERBOSE': Input should be 'DEBUG'"),
+        ("MIGRATE_ON_START", "perhaps", "invalid MIGRATE_ON_START='perhaps'"),
+        ("MIGRATE_ALLOW_OLDER_INSTANCES", "perhaps", "invalid MIGRATE_ALLOW_OLDER_INSTANCES"),
     ],
 )
 def test_bad_values_stop_with_the_variable_named(
@@ -210,3 +212,13 @@ def test_the_simulator_can_be_named_as_the_provider(monkeypatch: pytest.MonkeyPa
     """SMS_PROVIDER_URL=simulator is a valid value (which commands accept it: provider_choice)."""
     monkeypatch.setenv("SMS_PROVIDER_URL", "simulator")
     assert load_settings(None).sms_provider_url == "simulator"
+
+
+def test_serve_migrates_on_start_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MIGRATE_ON_START defaults to true; MIGRATE_ALLOW_OLDER_INSTANCES to false."""
+    defaults = load_settings(None)
+    assert (defaults.migrate_on_start, defaults.migrate_allow_older_instances) == (True, False)
+    monkeypatch.setenv("MIGRATE_ON_START", "false")
+    monkeypatch.setenv("MIGRATE_ALLOW_OLDER_INSTANCES", "true")
+    changed = load_settings(None)
+    assert (changed.migrate_on_start, changed.migrate_allow_older_instances) == (False, True)
