@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
@@ -92,6 +93,8 @@ async def bootstrap(
     clock: Clock = SystemClock()
     choice = choose_provider(settings)
     async with contextlib.AsyncExitStack() as stack:
+        # Every line this process logs from here on names its instance (worker --processes children too).
+        stack.enter_context(structlog.contextvars.bound_contextvars(instance=settings.instance_name))
         database = await open_database(settings, schema=schema, clock=clock, stack=stack)
         engine = database.engine
         store = SqlMessageStore(engine)
@@ -175,6 +178,7 @@ async def bootstrap_tools(settings: Settings) -> AsyncIterator[Tools]:
     """Open the database for a command that sends nothing: no provider, no cache, schema checked only."""
     clock: Clock = SystemClock()
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(structlog.contextvars.bound_contextvars(instance=settings.instance_name))
         database = await open_database(settings, schema="check", clock=clock, stack=stack)
         store = SqlMessageStore(database.engine)
         # Creating messages reads no cache; an in-process one saves connecting to Redis for nothing.

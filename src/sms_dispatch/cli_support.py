@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, NoReturn
 
+import structlog
 import typer
 
 from sms_dispatch import __version__
@@ -53,6 +54,8 @@ def settings_for_command(**overrides: Any) -> Settings:
         level=settings.log_level,
         secrets=settings.secret_values(),
     )
+    # Every line of this process names its instance (the worker --processes parent's too).
+    structlog.contextvars.bind_contextvars(instance=settings.instance_name)
     return settings
 
 

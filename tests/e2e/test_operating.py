@@ -120,6 +120,9 @@ async def test_production_logs_are_json_with_ids_and_no_secret(
     (provider,) = [line for line in lines if line.get("event") == "sending to the SMS provider"]
     assert provider["url"] == simulator.url
     assert PROVIDER_URL_PASSWORD not in output and "hook" not in output
+    # Every line names the instance it came from (a fleet's lines can be told apart).
+    unnamed = [line for line in lines if line.get("instance") != "ops-1"]
+    assert not unnamed, unnamed[:3]
 
 
 async def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:
