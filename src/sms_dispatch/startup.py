@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sms_dispatch import __version__
 from sms_dispatch.adapters.database import MigrationReport, build_head, create_engine, migrate, schema_state
 from sms_dispatch.adapters.schema_versions import MIGRATE_HINT
+from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
 from sms_dispatch.dispatcher import HEARTBEAT_S, LIVE_HEARTBEATS
 from sms_dispatch.errors import CannotStart
@@ -81,8 +82,6 @@ async def open_database(
 
 async def check_database(settings: Settings) -> None:
     """Open the database and check its schema, then close it; ``CannotStart`` says what is wrong."""
-    from sms_dispatch.clock import SystemClock
-
     async with contextlib.AsyncExitStack() as stack:
         await open_database(settings, schema="check", clock=SystemClock(), stack=stack)
 
