@@ -154,7 +154,12 @@ def _iso(moment: datetime) -> str:
 async def served(url: str) -> AsyncIterator[tuple[Services, ServerTimer, ServerTimer]]:
     """Serve the real app and a baseline app over one set of services; yield both timers."""
     settings = Settings(
-        DATABASE_URL=url, SEED_ON_FIRST_RUN=0, LOG_LEVEL="WARNING", RETENTION_SUCCESS=0, RETENTION_FAILED=0
+        DATABASE_URL=url,
+        SMS_PROVIDER_URL="simulator",
+        SEED_ON_FIRST_RUN=0,
+        LOG_LEVEL="WARNING",
+        RETENTION_SUCCESS=0,
+        RETENTION_FAILED=0,
     )
     async with bootstrap(settings, run_dispatcher=False) as services:
         baseline_messages = MessageService(

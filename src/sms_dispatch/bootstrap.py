@@ -1,7 +1,10 @@
 """The one composition root: Settings in, running services out, closed in reverse order.
 
-Nothing else in the package builds an engine, a client or a task; nothing here runs at
-import time.
+``bootstrap`` builds what the sending commands use (``serve``, ``worker``, ``dispatch``);
+``bootstrap_tools`` the little the others need (``seed``, ``send``, ``prune``: no provider, no
+cache). The engine comes from ``startup.open_database``, which also upgrades or checks the
+schema; nothing else in the package builds an engine, a client or a task, and nothing here
+runs at import time.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sms_dispatch.adapters.aiohttp_provider import AiohttpSmsProvider, create_aiohttp_session
-from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
@@ -29,10 +32,12 @@ from sms_dispatch.observability.metrics import ServiceMetrics
 from sms_dispatch.observability.redaction import SecretRedactor
 from sms_dispatch.operations import OperatorActions
 from sms_dispatch.ports import Clock, NewMessageSignal, SentCache, SmsProvider
+from sms_dispatch.provider_choice import ProviderChoice, choose_provider, shown_url
 from sms_dispatch.pump import Pump
 from sms_dispatch.retention import Pruner, RetentionPolicy
 from sms_dispatch.service import MessageService
 from sms_dispatch.simulator import start_simulator
+from sms_dispatch.startup import SchemaPolicy, describe_migration, open_database
 
 log = get_logger(__name__)
 
@@ -51,6 +56,8 @@ class Services:
     deliverer: Deliverer
     dispatcher: Dispatcher
     provider_url: str
+    provider_simulator: bool
+    """True when the built-in simulator stands in for the provider: nothing is delivered."""
     clock: Clock
     operations: OperatorActions
     metrics: ServiceMetrics
@@ -74,13 +81,22 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 
 
 @contextlib.asynccontextmanager
-async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> AsyncIterator[Services]:
-    """Build and start the services; on exit drain the dispatcher and close everything."""
+async def bootstrap(
+    settings: Settings, *, run_dispatcher: bool = True, schema: SchemaPolicy = "upgrade"
+) -> AsyncIterator[Services]:
+    """Build and start the services; on exit drain the dispatcher and close everything.
+
+    ``schema="upgrade"`` migrates (``serve``); ``"check"`` refuses a schema that is not this
+    build's (``worker``, ``dispatch``). ``ConfigError`` when the settings name no provider,
+    ``CannotStart`` when the database cannot be used: both before anything is sent.
+    """
     clock: Clock = SystemClock()
+    choice = choose_provider(settings)
     async with contextlib.AsyncExitStack() as stack:
-        engine = create_engine(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
-        stack.push_async_callback(engine.dispose)
-        report = await migrate(engine)
+        # Every line this process logs from here on names its instance (worker --processes children too).
+        stack.enter_context(structlog.contextvars.bound_contextvars(instance=settings.instance_name))
+        database = await open_database(settings, schema=schema, clock=clock, stack=stack)
+        engine = database.engine
         store = SqlMessageStore(engine)
         if settings.uses_embedded_database:
             log.info(
@@ -89,22 +105,17 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             )
 
         cache = await _open_cache(settings, clock, stack)
-        provider_url = settings.sms_provider_url
-        if provider_url is None:
-            simulator = await stack.enter_async_context(start_simulator())
-            provider_url = simulator.url
-            log.warning(
-                "SMS_PROVIDER_URL is not set: sending to the built-in provider simulator", url=provider_url
-            )
+        provider_url = await _provider_url(choice, stack)
         provider = open_provider(settings, provider_url, stack)
 
         messages = MessageService(
             store=store, cache=cache, clock=clock, max_length=settings.message_max_length
         )
-        if settings.uses_embedded_database and report.created_messages_table and settings.seed_on_first_run:
-            async for _ in messages.seed(settings.seed_on_first_run):
-                pass
-            log.info("first run: seeded sample messages", count=settings.seed_on_first_run)
+        migration = database.migration
+        if migration is not None:
+            log.info(describe_migration(migration))
+            if settings.uses_embedded_database and migration.created_messages_table:
+                await _seed_first_run(messages, settings.seed_on_first_run)
 
         metrics = ServiceMetrics()
         deliverer = Deliverer(
@@ -144,11 +155,60 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             deliverer=deliverer,
             dispatcher=dispatcher,
             provider_url=provider_url,
+            provider_simulator=choice.simulator,
             clock=clock,
             operations=OperatorActions(store=store, clock=clock),
             metrics=metrics,
             pruner=pruner,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """What the one-off commands that send nothing use (``seed``, ``send``, ``prune``)."""
+
+    settings: Settings
+    store: SqlMessageStore
+    messages: MessageService
+    pruner: Pruner
+
+
+@contextlib.asynccontextmanager
+async def bootstrap_tools(settings: Settings) -> AsyncIterator[Tools]:
+    """Open the database for a command that sends nothing: no provider, no cache, schema checked only."""
+    clock: Clock = SystemClock()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(structlog.contextvars.bound_contextvars(instance=settings.instance_name))
+        database = await open_database(settings, schema="check", clock=clock, stack=stack)
+        store = SqlMessageStore(database.engine)
+        # Creating messages reads no cache; an in-process one saves connecting to Redis for nothing.
+        messages = MessageService(
+            store=store, cache=InMemorySentCache(clock), clock=clock, max_length=settings.message_max_length
+        )
+        pruner = Pruner(store=store, control=store, clock=clock, policy=retention_policy(settings))
+        yield Tools(settings=settings, store=store, messages=messages, pruner=pruner)
+
+
+async def _provider_url(choice: ProviderChoice, stack: contextlib.AsyncExitStack) -> str:
+    """Return the URL to send to, starting the built-in simulator when it was chosen; log which."""
+    if choice.url is not None:
+        log.info("sending to the SMS provider", url=shown_url(choice.url))
+        return choice.url
+    simulator = await stack.enter_async_context(start_simulator())
+    log.warning(
+        "sending to the built-in provider simulator: nothing is delivered",
+        url=simulator.url,
+        because=choice.reason,
+    )
+    return simulator.url
+
+
+async def _seed_first_run(messages: MessageService, count: int) -> None:
+    """Give a new embedded database sample messages, so a first ``serve`` shows the whole flow."""
+    if count:
+        async for _ in messages.seed(count):
+            pass
+        log.info("first run: seeded sample messages", count=count)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

@@ -49,14 +49,39 @@ def _check_api_keys(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _check_redis_addr(value: str | None) -> str | None:
+    if value is not None:
+        host, colon, port = value.rpartition(":")
+        if colon and not (host and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("must be host:port (the port a number from 1 to 65535), or a host alone")
+    return value
+
+
+def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and urlsplit(value.get_secret_value()).scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+PROVIDER_SIMULATOR = "simulator"
+"""The ``SMS_PROVIDER_URL`` value that asks for the built-in provider simulator (delivers nothing)."""
+
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _check_provider_url(value: str | None) -> str | None:
-    if value is not None:
+    if value is not None and value != PROVIDER_SIMULATOR:
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
+            raise ValueError(f"must be an http:// or https:// URL with a host, or {PROVIDER_SIMULATOR}")
     return value
 
 
@@ -99,8 +124,12 @@ class Settings(BaseSettings):
     )
 
     app_name: str = Field("sms-dispatch", alias="APP_NAME")
-    app_env: Literal["development", "production"] = Field("development", alias="APP_ENV")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    app_env: Annotated[Literal["development", "production"], BeforeValidator(_lower)] = Field(
+        "development", alias="APP_ENV"
+    )
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = Field(
+        "INFO", alias="LOG_LEVEL"
+    )
     instance_name: str = Field(
         default_factory=_default_instance_name,
         min_length=1,
@@ -121,8 +150,8 @@ class Settings(BaseSettings):
     sqlite_path: Path = Field(Path("sms-dispatch.db"), alias="SQLITE_PATH")
     db_pool_size: int = Field(10, ge=1, le=1000, alias="DB_POOL_SIZE")
 
-    redis_url: SecretStr | None = Field(None, alias="REDIS_URL")
-    redis_addr: str | None = Field(None, alias="REDIS_ADDR")
+    redis_url: Annotated[SecretStr | None, AfterValidator(_check_redis_url)] = Field(None, alias="REDIS_URL")
+    redis_addr: Annotated[str | None, AfterValidator(_check_redis_addr)] = Field(None, alias="REDIS_ADDR")
     redis_host: str | None = Field(None, alias="REDIS_HOST")
     redis_port: int = Field(6379, ge=1, le=65535, alias="REDIS_PORT")
     redis_password: SecretStr | None = Field(None, alias="REDIS_PASSWORD")
@@ -160,6 +189,12 @@ class Settings(BaseSettings):
     retention_failed_s: Seconds = Field(90 * 86400.0, alias="RETENTION_FAILED")
     retention_interval_s: PositiveSeconds = Field(3600.0, alias="RETENTION_INTERVAL")
     retention_batch_size: int = Field(1000, ge=1, le=100_000, alias="RETENTION_BATCH_SIZE")
+
+    # --- Start-up and schema migrations -------------------------------------------------
+    migrate_on_start: bool = Field(True, alias="MIGRATE_ON_START")
+    """``serve`` upgrades the schema before it starts; false: it only checks it, like the others."""
+    migrate_allow_older_instances: bool = Field(False, alias="MIGRATE_ALLOW_OLDER_INSTANCES")
+    """Upgrade the schema even while instances of an older version send heartbeats."""
 
     def api_key_scopes(self) -> dict[str, Scope]:
         """Return ``{key: scope}`` from API_KEYS; empty when unset (the API is open)."""
@@ -246,8 +281,8 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         settings.redis_connection_url()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+    except ValueError as exc:  # the URL checks name their variable themselves
+        raise ConfigError(str(exc)) from None
     return settings
 
 

@@ -2,6 +2,7 @@
 
     SmsDispatchError                 anything this service raises on purpose
      ├── ConfigError                 a setting cannot be parsed or is out of range
+     ├── CannotStart                 start-up stopped: a database, port or schema that does not fit
      ├── InvalidInput                input breaks a rule (HTTP 400); carries one message per field
      ├── NotFound                    no such message (HTTP 404)
      ├── Conflict                    the action does not fit the message's state (HTTP 409)
@@ -26,6 +27,10 @@ class SmsDispatchError(Exception):
 
 class ConfigError(SmsDispatchError):
     """A setting cannot be parsed or is out of range."""
+
+
+class CannotStart(SmsDispatchError):
+    """The service cannot start here: what it needs is missing, refuses it, or does not fit."""
 
 
 class InvalidInput(SmsDispatchError):

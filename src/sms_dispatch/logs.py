@@ -54,10 +54,23 @@ def configure_logging(
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
     # Our access line replaces uvicorn's; alembic announces each of its plugins at start-up.
     for noisy in ("uvicorn.access", "aiohttp.access", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(_alembic_preamble_at_debug)
+
+
+_ALEMBIC_PREAMBLE = ("Context impl ", "Will assume ")
+
+
+def _alembic_preamble_at_debug(record: logging.LogRecord) -> bool:
+    """Demote Alembic's "Context impl ..." lines to DEBUG: it prints them each time it looks at the
+    schema, which says nothing an operator needs; "Running upgrade ..." lines stay at INFO."""
+    if isinstance(record.msg, str) and record.msg.startswith(_ALEMBIC_PREAMBLE):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+    return True
 
 
 def _identity(_: Any, __: str, event: Any) -> Any:

@@ -30,6 +30,10 @@ class MessageStore(Protocol):
         """Insert one PENDING message and return it."""
         ...
 
+    async def create_many(self, batch: Sequence[NewMessage], *, now: datetime) -> int:
+        """Insert every message of ``batch`` as PENDING in one transaction; return how many were stored."""
+        ...
+
     async def get(self, message_id: UUID) -> Message | None:
         """Return the message with this id, or None (soft-deleted rows count as absent)."""
         ...

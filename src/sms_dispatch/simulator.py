@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import socket
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -226,15 +227,19 @@ class RunningSimulator:
 
 @asynccontextmanager
 async def start_simulator(
-    config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: SimulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningSimulator]:
-    """Serve the simulator on ``host:port`` (0: an ephemeral port) until the block ends."""
+    """Serve the simulator on ``sock`` if given, else ``host:port`` (0: an ephemeral port), until the block ends."""
     app = create_simulator_app(config)
     # handler_cancellation: a client that gives up on a hang frees its handler at once.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -243,8 +248,8 @@ async def start_simulator(
         await runner.cleanup()
 
 
-async def serve_simulator_forever(config: SimulatorConfig, host: str, port: int) -> None:
-    """Serve the simulator until cancelled; print the URL it listens on."""
-    async with start_simulator(config, host=host, port=port) as simulator:
+async def serve_simulator_forever(config: SimulatorConfig, sock: socket.socket) -> None:
+    """Serve the simulator on the bound ``sock`` until cancelled; print the URL it listens on."""
+    async with start_simulator(config, sock=sock) as simulator:
         print(f"provider simulator listening on {simulator.url}", flush=True)
         await asyncio.Event().wait()

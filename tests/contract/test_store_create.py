@@ -40,6 +40,29 @@ async def test_create_stores_a_pending_message_due_now(subject: Subject, clock: 
     )
 
 
+async def test_create_many_stores_every_message_pending_and_checked(
+    subject: Subject, clock: FakeClock
+) -> None:
+    """create_many stores each message of the batch PENDING, due now, validated; returns how many."""
+    batch = [NewMessage(f"+90555000000{n}", f"bulk {n}") for n in range(7)]
+    assert await subject.store.create_many(batch, now=clock.now()) == 7
+    page = await subject.store.list_messages(limit=100)
+    assert sorted((m.to, m.content) for m in page.items) == sorted((m.to, m.content) for m in batch)
+    assert all(
+        (m.status, m.attempts, m.validated, m.next_attempt_at, m.created_at)
+        == (Status.PENDING, 0, True, clock.now(), clock.now())
+        for m in page.items
+    )
+    assert (await subject.store.count_by_status())[Status.PENDING] == 7
+    assert len({m.id for m in page.items}) == 7
+
+
+async def test_create_many_of_nothing_stores_nothing(subject: Subject, clock: FakeClock) -> None:
+    """An empty batch stores no row and says so."""
+    assert await subject.store.create_many([], now=clock.now()) == 0
+    assert (await subject.store.count_by_status())[Status.PENDING] == 0
+
+
 async def test_get_unknown_id_returns_none(subject: Subject) -> None:
     """get of an id that was never stored returns None."""
     assert await subject.store.get(uuid4()) is None

@@ -63,6 +63,10 @@ async def test_dashboard_loads_with_no_console_error_and_no_other_host(
             await expect(page.locator(f"#count-{status}")).to_have_text(str(count))
         await expect(page.locator("#sent-rows tr[data-id]")).to_have_count(stats["counts"]["SUCCESS"])
         await expect(page.locator("#banner")).to_be_hidden()
+        # The embedded default sends to the built-in simulator, and the page says so.
+        assert stats["scheduler"]["providerSimulator"] is True
+        await expect(page.locator("#simulator-notice")).to_be_visible()
+        await expect(page.locator("#simulator-notice")).to_contain_text("nothing is really delivered")
         await screenshot(page, "dashboard")
     assert watch.foreign_requests() == []
     assert watch.console_errors == []
@@ -156,6 +160,7 @@ async def test_retry_button_sends_a_failed_message_again(
 
             await eventually(failed)
             await load_dashboard(page, base_url)
+            await expect(page.locator("#simulator-notice")).to_be_hidden()  # a provider URL was given
             row = page.locator(f"#failed-rows tr[data-id='{created['id']}']")
             await expect(row).to_contain_text("403")
             await expect(page.locator("#count-FAILED")).to_have_text("1")

@@ -19,6 +19,7 @@ from tests.e2e.conftest import ServiceProcess, clean_env, free_port, run_cli, wa
 PROVIDER_KEY = "INS.provider-secret-7f3a9c"
 DB_PASSWORD = "db-secret-5be1d2"
 REDIS_PASSWORD = "redis-secret-90ac4e"
+PROVIDER_URL_PASSWORD = "url-secret-3e8b1f"
 OPERATE_KEY = "operate-secret-key-41d7e0b2"
 READ_KEY = "read-secret-key-c93b5a17"
 SECRETS = (PROVIDER_KEY, DB_PASSWORD, REDIS_PASSWORD, OPERATE_KEY, READ_KEY)
@@ -65,9 +66,10 @@ async def test_production_logs_are_json_with_ids_and_no_secret(
                 "LOG_LEVEL": "DEBUG",
                 "DATABASE_URL": with_password(pg_url, DB_PASSWORD),
                 "REDIS_URL": with_password(redis_url, REDIS_PASSWORD),
-                "SMS_PROVIDER_URL": simulator.url,
+                "SMS_PROVIDER_URL": with_password(simulator.url, PROVIDER_URL_PASSWORD, user="hook"),
                 "SMS_PROVIDER_KEY": PROVIDER_KEY,
                 "API_KEYS": f"{OPERATE_KEY}:operate,{READ_KEY}:read",
+                "INSTANCE_NAME": "ops-1",
                 "API_PORT": str(port),
                 "SCHEDULER_INTERVAL": "300ms",
                 "MESSAGE_BATCH_SIZE": "10",
@@ -112,6 +114,16 @@ async def test_production_logs_are_json_with_ids_and_no_secret(
     sent = [line for line in lines if line.get("event") == "message sent"]
     assert len(sent) == MESSAGES
     assert all(line["message_id"] and line["attempt"] == 1 and line["provider_message_id"] for line in sent)
+
+    # Start-up names the database and the provider, without password or credentials.
+    (database,) = [line for line in lines if line.get("event") == "database"]
+    assert database["url"] == f"postgresql://postgres@127.0.0.1:5432/{pg_url.rsplit('/', 1)[1]}"
+    (provider,) = [line for line in lines if line.get("event") == "sending to the SMS provider"]
+    assert provider["url"] == simulator.url
+    assert PROVIDER_URL_PASSWORD not in output and "hook" not in output
+    # Every line names the instance it came from (a fleet's lines can be told apart).
+    unnamed = [line for line in lines if line.get("instance") != "ops-1"]
+    assert not unnamed, unnamed[:3]
 
 
 async def test_production_without_keys_refuses_to_start(tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ async def test_service_sends_on_schedule_and_obeys_stop_start(
             sent_at_stop = len(simulator.requests)
             await asyncio.sleep(INTERVAL_S * 2.5)
             assert len(simulator.requests) == sent_at_stop, "a stopped scheduler sent"
-            assert (await http.get("/scheduler")).json()["data"]["running"] is False
+            stopped = (await http.get("/scheduler")).json()["data"]
+            assert (stopped["running"], stopped["providerSimulator"]) == (False, False)
             assert (await http.post("/scheduler", json={"action": "start"})).status_code == 200
             await wait_for_requests(simulator.requests, ROWS, timeout_s=INTERVAL_S * 8)
             await asyncio.sleep(INTERVAL_S * 1.5)
@@ -118,10 +119,11 @@ async def test_bare_machine_run_uses_embedded_defaults(
         status = (await http.get("/scheduler")).json()["data"]
     assert total == 2, service.output()
     assert status["interval"] == "2m" and status["batchSize"] == 2
+    assert status["providerSimulator"] is True
     assert (tmp_path / "sms-dispatch.db").exists()
     code = service.terminate()
     output = service.output()
     assert code == 0, output
-    assert "built-in provider simulator" in output
+    assert "sending to the built-in provider simulator: nothing is delivered" in output
     assert "seeded sample messages" in output
     assert output.count("message sent") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -49,6 +50,7 @@ async def test_two_processes_drain_the_queue_as_one_fleet_and_stop_together(
                 "MESSAGE_BATCH_SIZE": "20",
                 "MESSAGE_MAX_WORKERS": "4",
                 "INSTANCE_NAME": "e2e",
+                "APP_ENV": "production",
             }
         )
         assert run_cli(["migrate"], env, tmp_path).returncode == 0
@@ -78,3 +80,8 @@ async def test_two_processes_drain_the_queue_as_one_fleet_and_stop_together(
         finally:
             await connection.close()
     assert len(simulator.requests) == ROWS
+    # Every JSON line names the process it came from: the parent, or child 1 or 2.
+    lines = [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
+    assert {line.get("instance") for line in lines} == {"e2e", "e2e-1", "e2e-2"}
+    running = {line["instance"] for line in lines if line["event"] == "dispatcher running"}
+    assert running == {"e2e-1", "e2e-2"}

@@ -303,7 +303,7 @@ async def test_an_invalid_body_with_a_key_is_still_a_400(client: httpx.AsyncClie
 @pytest.mark.postgres
 async def test_concurrent_posts_with_one_key_make_one_row_on_postgres(pg_url: str) -> None:
     """Twenty POSTs with the same key at once on PostgreSQL: one 201, nineteen 200s, one row."""
-    settings = Settings(DATABASE_URL=pg_url, SEED_ON_FIRST_RUN=0)
+    settings = Settings(DATABASE_URL=pg_url, SMS_PROVIDER_URL="simulator", SEED_ON_FIRST_RUN=0)
     async with bootstrap(settings, run_dispatcher=False) as built:
         transport = httpx.ASGITransport(app=create_app(built))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -30,7 +30,9 @@ def settings_for(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     """Settings on a fresh SQLite file or PostgreSQL database, no seeding."""
     if backend == "sqlite":
         return Settings(SQLITE_PATH=tmp_path / "api.db", SEED_ON_FIRST_RUN=0)
-    return Settings(DATABASE_URL=request.getfixturevalue("pg_url"), SEED_ON_FIRST_RUN=0)
+    return Settings(
+        DATABASE_URL=request.getfixturevalue("pg_url"), SMS_PROVIDER_URL="simulator", SEED_ON_FIRST_RUN=0
+    )
 
 
 async def open_client(services: Services) -> httpx.AsyncClient:

@@ -21,7 +21,9 @@ INSERT = (
 
 def settings_for(pg_url: str, **env: str) -> Settings:
     """Settings on ``pg_url`` with the built-in simulator and the in-process cache."""
-    return Settings(_env_file=None, DATABASE_URL=pg_url, SEED_ON_FIRST_RUN=0, **env)  # type: ignore[call-arg]
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, DATABASE_URL=pg_url, SMS_PROVIDER_URL="simulator", SEED_ON_FIRST_RUN=0, **env
+    )
 
 
 async def sent(connection: asyncpg.Connection, at_least: int, timeout_s: float = 20) -> int:

@@ -101,7 +101,7 @@ async def test_ready_reports_redis_degraded_when_it_does_not_answer(tmp_path: Pa
 @pytest.mark.postgres
 async def test_ready_names_the_database_when_it_is_gone(tmp_path: Path, pg_url: str) -> None:
     """When the PostgreSQL database disappears, /ready is a 503 naming the database."""
-    async with serving(settings_on(tmp_path, DATABASE_URL=pg_url)) as (http, _):
+    async with serving(settings_on(tmp_path, DATABASE_URL=pg_url, SMS_PROVIDER_URL="simulator")) as (http, _):
         assert (await http.get("/ready")).status_code == 200
         admin = await asyncpg.connect(PG_ADMIN_URL)
         try:
@@ -245,7 +245,8 @@ async def test_spec_documents_the_keys(keyed: httpx.AsyncClient) -> None:
 
 async def test_production_without_keys_refuses_to_serve(tmp_path: Path) -> None:
     """With APP_ENV=production and no API_KEYS, building the app is a ConfigError."""
-    async with bootstrap(settings_on(tmp_path, APP_ENV="production"), run_dispatcher=False) as services:
+    settings = settings_on(tmp_path, APP_ENV="production", SMS_PROVIDER_URL="http://127.0.0.1:9/")
+    async with bootstrap(settings, run_dispatcher=False) as services:
         with pytest.raises(ConfigError, match="API_KEYS"):
             create_app(services)
 

@@ -140,6 +140,12 @@ def test_redis_addr_is_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
         ("SMS_PROVIDER_KEY", "INS.key\twith-a-tab", "invalid SMS_PROVIDER_KEY"),
         ("DATABASE_URL", "mysql://x/y", "must be postgresql:// or sqlite://"),
         ("INSTANCE_NAME", "w" * 101, "invalid INSTANCE_NAME"),
+        ("REDIS_ADDR", "127.0.0.1:notaport", "invalid REDIS_ADDR='127.0.0.1:notaport': must be host:port"),
+        ("REDIS_ADDR", "cache:0", "invalid REDIS_ADDR"),
+        ("REDIS_URL", "cache.local:6379", "invalid REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+        ("LOG_LEVEL", "verbose", "invalid LOG_LEVEL='VERBOSE': Input should be 'DEBUG'"),
+        ("MIGRATE_ON_START", "perhaps", "invalid MIGRATE_ON_START='perhaps'"),
+        ("MIGRATE_ALLOW_OLDER_INSTANCES", "perhaps", "invalid MIGRATE_ALLOW_OLDER_INSTANCES"),
     ],
 )
 def test_bad_values_stop_with_the_variable_named(
@@ -174,3 +180,45 @@ def test_worker_children_names_fit_their_columns() -> None:
     assert child_name("worker", 2) == "worker-2"
     long = child_name("w" * 100, 12)
     assert (len(long), long[-3:]) == (100, "-12")
+
+
+@pytest.mark.parametrize(("value", "level"), [("debug", "DEBUG"), ("Info", "INFO"), ("WARNING", "WARNING")])
+def test_log_levels_are_case_insensitive(monkeypatch: pytest.MonkeyPatch, value: str, level: str) -> None:
+    """LOG_LEVEL=debug is DEBUG, as the Go service's users write it."""
+    monkeypatch.setenv("LOG_LEVEL", value)
+    assert load_settings(None).log_level == level
+
+
+def test_app_env_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """APP_ENV=Production is production (JSON lines, API keys required)."""
+    monkeypatch.setenv("APP_ENV", "Production")
+    assert load_settings(None).app_env == "production"
+
+
+def test_redis_addr_without_a_port_uses_redis_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REDIS_ADDR=host alone is still accepted, with REDIS_PORT."""
+    monkeypatch.setenv("REDIS_ADDR", "cache.local")
+    monkeypatch.setenv("REDIS_PORT", "6390")
+    assert load_settings(None).redis_connection_url() == "redis://cache.local:6390/0"
+
+
+def test_a_provider_key_of_any_length_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider issues the key: a one-character key is taken as it is."""
+    monkeypatch.setenv("SMS_PROVIDER_KEY", "K")
+    assert load_settings(None).sms_provider_key.get_secret_value() == "K"
+
+
+def test_the_simulator_can_be_named_as_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMS_PROVIDER_URL=simulator is a valid value (which commands accept it: provider_choice)."""
+    monkeypatch.setenv("SMS_PROVIDER_URL", "simulator")
+    assert load_settings(None).sms_provider_url == "simulator"
+
+
+def test_serve_migrates_on_start_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MIGRATE_ON_START defaults to true; MIGRATE_ALLOW_OLDER_INSTANCES to false."""
+    defaults = load_settings(None)
+    assert (defaults.migrate_on_start, defaults.migrate_allow_older_instances) == (True, False)
+    monkeypatch.setenv("MIGRATE_ON_START", "false")
+    monkeypatch.setenv("MIGRATE_ALLOW_OLDER_INSTANCES", "true")
+    changed = load_settings(None)
+    assert (changed.migrate_on_start, changed.migrate_allow_older_instances) == (False, True)

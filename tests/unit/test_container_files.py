@@ -104,6 +104,14 @@ def test_migrate_runs_once_against_the_database(compose: dict[str, Any]) -> None
     assert migrate.get("restart", "no") == "no"
 
 
+def test_only_the_migrate_service_changes_the_schema(compose: dict[str, Any]) -> None:
+    """The service checks the schema the one-shot migrate left (MIGRATE_ON_START=false); migrate
+    can be told to upgrade under older instances from the .env."""
+    services = compose["services"]
+    assert environment(services["sms-dispatch"])["MIGRATE_ON_START"] == "false"
+    assert "MIGRATE_ALLOW_OLDER_INSTANCES" in environment(services["migrate"])
+
+
 def test_service_starts_after_the_migration_completes(compose: dict[str, Any]) -> None:
     """The service waits for migrate to finish successfully, and for Redis to be healthy."""
     depends = compose["services"]["sms-dispatch"]["depends_on"]

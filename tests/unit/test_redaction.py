@@ -71,3 +71,24 @@ def test_settings_list_every_secret_they_hold() -> None:
         "ops-key-123456789",
         "ro-key-123456789",
     }
+
+
+def test_a_short_secret_is_masked_only_where_it_stands_alone() -> None:
+    """SMS_PROVIDER_KEY=K masks ``key=K`` but leaves the K inside other words alone."""
+    redactor = SecretRedactor(["K"])
+    assert redactor.redact("API_KEYS is not set") == "API_KEYS is not set"
+    assert redactor.redact("key=K, Keep OK") == f"key={MASK}, Keep OK"
+    assert redactor.redact('{"key": "K"}') == f'{{"key": "{MASK}"}}'
+
+
+def test_a_secret_inside_a_longer_word_is_left_alone() -> None:
+    """A secret glued to letters, digits or _ is another word, not the secret."""
+    redactor = SecretRedactor(["pass123"])
+    assert redactor.redact("bypass1234 xpass123 pass123_x") == "bypass1234 xpass123 pass123_x"
+    assert redactor.redact("pw=pass123;") == f"pw={MASK};"
+
+
+def test_a_secret_edged_with_punctuation_is_masked_anywhere() -> None:
+    """Where the secret itself starts or ends with punctuation, no boundary is needed on that side."""
+    redactor = SecretRedactor(["!x!"])
+    assert redactor.redact("a!x!b") == f"a{MASK}b"

@@ -2,7 +2,8 @@
 
 ``create_engine`` tunes each backend once, when a connection opens; ``migrate`` runs the
 Alembic migrations shipped inside the package (so an installed wheel can migrate) on the
-given engine, one instance at a time.
+given engine, one instance at a time, and records which version ran them; ``schema_state``
+tells the commands that do not migrate whether the schema is the one this build needs.
 
 Staying safe across a PostgreSQL restart without a pre-ping: SQLAlchemy's ``pool_pre_ping``
 costs three round trips per checkout on asyncpg (BEGIN, an empty query, ROLLBACK), more than a
@@ -18,16 +19,28 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, event, func, inspect, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+from sms_dispatch import __version__
+from sms_dispatch.adapters.schema_versions import (
+    SchemaState,
+    describe_older,
+    older_instances,
+    read_state,
+    record_upgrade,
+)
+from sms_dispatch.errors import CannotStart
 
 SCRIPT_LOCATION = "sms_dispatch:migrations"
 """Where Alembic finds env.py and the versions: a folder of the installed package."""
@@ -42,6 +55,7 @@ class MigrationReport:
 
     revision_before: str | None
     revision_after: str | None
+    head: str
     created_messages_table: bool
     """True when there was no ``messages`` table before: the database was new (seed it)."""
     adopted_existing_table: bool
@@ -111,31 +125,67 @@ def alembic_config() -> Config:
     return config
 
 
-async def migrate(engine: AsyncEngine) -> MigrationReport:
-    """Upgrade the database to the newest revision and report what was there before.
+async def migrate(
+    engine: AsyncEngine, *, version: str = __version__, older_instances_seen_since: datetime | None = None
+) -> MigrationReport:
+    """Upgrade the database to the newest revision, record ``version`` as its writer, report.
 
     On PostgreSQL the whole upgrade is one transaction holding an advisory lock, so instances
-    starting together take turns and the later ones find the work done.
+    starting together take turns and the later ones find the work done. ``CannotStart`` when
+    the schema is newer than this build knows, or (given ``older_instances_seen_since``) when
+    an upgrade is due while instances of an older version sent heartbeats since then.
     """
     async with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-        report = await connection.run_sync(_upgrade)
+        report = await connection.run_sync(
+            _upgrade, version=version, older_instances_seen_since=older_instances_seen_since
+        )
         await connection.commit()
     return report
 
 
-def _upgrade(connection: Connection) -> MigrationReport:
-    before = _current_revision(connection)
-    had_messages = inspect(connection).has_table("messages")
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    """Return the database's schema revision beside the one this build needs (nothing changes)."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(read_state, _script())
+
+
+def build_head() -> str:
+    """Return the newest schema revision this build ships (the one every command needs)."""
+    head = _script().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships its migrations
+        raise RuntimeError("no migrations found in the package")
+    return head
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _upgrade(
+    connection: Connection, *, version: str, older_instances_seen_since: datetime | None
+) -> MigrationReport:
+    state = read_state(connection, _script())
+    if not state.known:
+        raise CannotStart(state.too_new(version))
+    if not state.at_head and older_instances_seen_since is not None:
+        older = older_instances(connection, version=version, seen_since=older_instances_seen_since)
+        if older:
+            raise CannotStart(describe_older(older, before=state.current, head=state.head))
+    before = state.current
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    after = _current_revision(connection)
+    if after is not None and after != before:
+        record_upgrade(connection, before=before, after=after, version=version, now=datetime.now(UTC))
     return MigrationReport(
         revision_before=before,
-        revision_after=_current_revision(connection),
-        created_messages_table=not had_messages,
-        adopted_existing_table=had_messages and before is None,
+        revision_after=after,
+        head=state.head,
+        created_messages_table=not state.has_messages,
+        adopted_existing_table=state.has_messages and before is None,
     )
 
 

@@ -76,6 +76,12 @@ class InMemoryMessageStore(InMemoryOperations, InMemoryUpkeep, InMemoryListing):
         self._rows[stored.id] = _Row(stored)
         return stored
 
+    async def create_many(self, batch: Sequence[NewMessage], *, now: datetime) -> int:
+        """Insert every message of ``batch`` as PENDING; return how many were stored."""
+        for message in batch:
+            await self.create(message, now=now)
+        return len(batch)
+
     def insert_by_hand(self, to: str, content: str, *, now: datetime) -> Message:
         """What another program's plain SQL insert does: a PENDING row nobody checked yet."""
         stored = Message(

@@ -17,6 +17,7 @@ from sqlalchemy import any_, bindparam, case, func, insert, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sms_dispatch.adapters.sql_bulk_insert import insert_pending
 from sms_dispatch.adapters.sql_errors import translate_unreachable
 from sms_dispatch.adapters.sql_listing import SqlListing
 from sms_dispatch.adapters.sql_operations import SqlOperations
@@ -94,6 +95,10 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
         async with self._engine.begin() as connection:
             row = (await connection.execute(statement)).one()
         return from_row(row)
+
+    async def create_many(self, batch: Sequence[NewMessage], *, now: datetime) -> int:
+        """Insert every message of ``batch`` as PENDING in one transaction; return how many were stored."""
+        return await insert_pending(self._engine, batch, now=now)
 
     async def get(self, message_id: UUID) -> Message | None:
         """Return the live message with this id, or None."""

@@ -231,3 +231,15 @@ instances = Table(
 )
 HEARTBEAT_INDEX = "ix_instances_heartbeat"
 Index(HEARTBEAT_INDEX, instances.c.last_heartbeat_at)
+
+# One row per schema upgrade, written by the migrate step in the upgrade's transaction (migration
+# 0010): an older build meeting a newer schema can say which version wrote it.
+schema_upgrades = Table(
+    "schema_upgrades",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("revision_from", String(32), nullable=True),
+    Column("revision_to", String(32), nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("upgraded_at", UtcDateTime, nullable=False),
+)

@@ -189,11 +189,16 @@ class SchedulerStatusPublic(BaseModel):
     instances: list[InstancePublic] = Field(
         default_factory=list, description="The dispatchers seen within 3 heartbeat periods, by name."
     )
+    provider_simulator: bool = Field(
+        alias="providerSimulator",
+        description="True when this instance sends to the built-in provider simulator: nothing is delivered.",
+    )
 
     @classmethod
-    def from_status(cls, status: SchedulerStatus) -> SchedulerStatusPublic:
-        """Convert the dispatcher's status."""
+    def from_status(cls, status: SchedulerStatus, *, provider_simulator: bool) -> SchedulerStatusPublic:
+        """Convert the dispatcher's status; ``provider_simulator`` says whether the simulator stands in."""
         return cls(
+            provider_simulator=provider_simulator,
             running=status.running,
             in_batch=status.in_batch,
             interval=format_duration(status.interval_s),

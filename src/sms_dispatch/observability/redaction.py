@@ -4,7 +4,10 @@ Two rules, applied to the finished text (so messages, fields, tracebacks and the
 libraries are all covered, in JSON and console form alike):
 
 - every known secret value (``Settings.secret_values()``: the provider key, database and Redis
-  passwords, API keys) becomes ``***``, also in its JSON-escaped and ``repr`` forms;
+  passwords, API keys) becomes ``***``, also in its JSON-escaped and ``repr`` forms, where it
+  stands as a token of its own: a secret that starts (ends) with a letter, digit or ``_`` is not
+  matched right after (before) another one. So a short secret (``SMS_PROVIDER_KEY=K``) is masked
+  in ``key=K`` but leaves ``API_KEYS`` alone, and no secret is refused for its length;
 - the password of any URL (``scheme://user:password@host``) becomes ``***``.
 """
 
@@ -22,6 +25,16 @@ _URL_PASSWORD = re.compile(
 )
 
 
+_WORD = re.compile(r"\w")
+
+
+def _token_pattern(form: str) -> str:
+    """Return a pattern matching ``form`` only where no word character continues it on either side."""
+    head = r"(?<!\w)" if _WORD.match(form[0]) else ""
+    tail = r"(?!\w)" if _WORD.match(form[-1]) else ""
+    return f"{head}{re.escape(form)}{tail}"
+
+
 def _forms(secret: str) -> set[str]:
     """Return the ways ``secret`` can be written in a log line: as is, JSON-escaped, repr-escaped."""
     return {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
@@ -34,7 +47,7 @@ class SecretRedactor:
         forms = {form for secret in secrets if secret for form in _forms(secret) if form}
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
-        self._secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._secrets = re.compile("|".join(map(_token_pattern, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
         """Return ``text`` with every known secret and URL password masked."""

@@ -146,6 +146,7 @@ function drawScheduler(scheduler) {
   toggle.dataset.action = scheduler.running ? "stop" : "start";
   toggle.className = scheduler.running ? "danger" : "primary";
   toggle.disabled = false;
+  $("simulator-notice").hidden = !scheduler.providerSimulator;
 }
 
 function drawSchedulerUnknown() {

@@ -60,8 +60,8 @@ class StatsPublic(BaseModel):
     measured_at: datetime = Field(alias="measuredAt")
 
     @classmethod
-    def from_stats(cls, stats: QueueStats) -> StatsPublic:
-        """Convert the use case's figures."""
+    def from_stats(cls, stats: QueueStats, *, provider_simulator: bool) -> StatsPublic:
+        """Convert the use case's figures (``provider_simulator``: the built-in simulator stands in)."""
         return cls(
             counts=dict(stats.counts),
             total=sum(stats.counts.values()),
@@ -69,7 +69,9 @@ class StatsPublic(BaseModel):
             sent_last_5_minutes=stats.sent_last_5_minutes,
             lag_seconds=round(stats.lag_s, 3),
             oldest_due_at=stats.oldest_due_at,
-            scheduler=SchedulerStatusPublic.from_status(stats.scheduler),
+            scheduler=SchedulerStatusPublic.from_status(
+                stats.scheduler, provider_simulator=provider_simulator
+            ),
             measured_at=stats.measured_at,
         )
 
@@ -81,9 +83,10 @@ class StatsPublic(BaseModel):
     responses=error_responses(401, 503),
 )
 async def stats(services: ServicesDep) -> Envelope[StatsPublic]:
-    """Show counts by status, sends in the last 1 and 5 minutes, the lag and the scheduler state."""
+    """Show counts by status, sends in the last 1 and 5 minutes, the lag and the scheduler state
+    (with `providerSimulator`: true when nothing is really delivered)."""
     figures = await queue_stats(store=services.store, dispatcher=services.dispatcher, clock=services.clock)
-    return ok(StatsPublic.from_stats(figures))
+    return ok(StatsPublic.from_stats(figures, provider_simulator=services.provider_simulator))
 
 
 @router.get("/dashboard", include_in_schema=False)

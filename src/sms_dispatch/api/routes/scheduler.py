@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sms_dispatch.api.deps import DispatcherDep
+from sms_dispatch.api.deps import DispatcherDep, ServicesDep
 from sms_dispatch.api.envelope import Envelope, error_responses, ok
 from sms_dispatch.api.go_json import GoJsonRoute
 from sms_dispatch.api.schemas import SchedulerAction, SchedulerActionResult, SchedulerStatusPublic
@@ -43,6 +43,10 @@ async def control_scheduler(
 
 
 @router.get("", response_model=Envelope[SchedulerStatusPublic], responses=error_responses(503))
-async def scheduler_status(dispatcher: DispatcherDep) -> Envelope[SchedulerStatusPublic]:
-    """Show whether sending runs, the interval, the batch size and the last and next run."""
-    return ok(SchedulerStatusPublic.from_status(await dispatcher.status()))
+async def scheduler_status(
+    dispatcher: DispatcherDep, services: ServicesDep
+) -> Envelope[SchedulerStatusPublic]:
+    """Show whether sending runs, the interval, the batch size, the last and next run, and whether
+    the built-in provider simulator stands in for the provider."""
+    status = await dispatcher.status()
+    return ok(SchedulerStatusPublic.from_status(status, provider_simulator=services.provider_simulator))
