@@ -26,7 +26,9 @@ Lines = Callable[[], list[dict[str, Any]]]
 
 def settings_on(tmp_path: Path, **extra: Any) -> Settings:
     """Settings with the built-in simulator, nothing seeded, on SQLite unless told otherwise."""
-    return Settings(SQLITE_PATH=tmp_path / "outage.db", SEED_ON_FIRST_RUN=0, **extra)
+    return Settings(
+        SQLITE_PATH=tmp_path / "outage.db", SEED_ON_FIRST_RUN=0, SMS_PROVIDER_URL="simulator", **extra
+    )
 
 
 @contextlib.asynccontextmanager
