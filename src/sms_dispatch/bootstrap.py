@@ -24,6 +24,7 @@ from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
+from sms_dispatch.domain import MessageRules
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.metrics import ServiceMetrics
 from sms_dispatch.observability.redaction import SecretRedactor
@@ -69,6 +70,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         retry_base_s=settings.message_retry_base_s,
         retry_max_delay_s=settings.message_retry_max_delay_s,
         max_length=settings.message_max_length,
+        recipient_check=settings.recipient_check,
         cache_ttl_s=settings.cache_ttl_s,
     )
 
@@ -98,9 +100,8 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             )
         provider = open_provider(settings, provider_url, stack)
 
-        messages = MessageService(
-            store=store, cache=cache, clock=clock, max_length=settings.message_max_length
-        )
+        rules = MessageRules(settings.message_max_length, settings.recipient_check)
+        messages = MessageService(store=store, cache=cache, clock=clock, rules=rules)
         if settings.uses_embedded_database and report.created_messages_table and settings.seed_on_first_run:
             async for _ in messages.seed(settings.seed_on_first_run):
                 pass

@@ -11,6 +11,7 @@ from sms_dispatch import keys
 from sms_dispatch.domain import (
     AttemptRecord,
     Message,
+    MessageRules,
     NewMessage,
     Status,
     check_idempotency_key,
@@ -58,15 +59,15 @@ class Created:
 class MessageService:
     """Creates, finds and lists messages."""
 
-    def __init__(self, *, store: MessageStore, cache: SentCache, clock: Clock, max_length: int) -> None:
+    def __init__(self, *, store: MessageStore, cache: SentCache, clock: Clock, rules: MessageRules) -> None:
         self._store = store
         self._cache = cache
         self._clock = clock
-        self._max_length = max_length
+        self._rules = rules
 
     async def create(self, to: str, content: str) -> Message:
         """Validate and store a new PENDING message; ``InvalidInput`` lists every fault."""
-        new = validate_message(to, content, self._max_length)
+        new = self._rules.validate(to, content)
         message = await self._store.create(new, now=self._clock.now())
         log.info("message created", message_id=str(message.id))
         return message
@@ -76,7 +77,7 @@ class MessageService:
 
         ``InvalidInput`` for a bad body or key; ``Conflict`` when the key was used for another body.
         """
-        new = validate_message(to, content, self._max_length)
+        new = self._rules.validate(to, content)
         key = check_idempotency_key(idempotency_key)
         message, created = await self._store.create_idempotent(new, now=self._clock.now(), key=key)
         if (message.to, message.content) != (new.to, new.content):
