@@ -1,6 +1,7 @@
 """The Go service's tools keep working on a migrated table: its seed command's AutoMigrate runs
-without error and the service keeps sending (a row the Go code inserts afterwards too).
-PostgreSQL only: the Go service never ran on SQLite."""
+without error, the service keeps sending (a row the Go code inserts afterwards too), and
+``migrate`` puts back what AutoMigrate took away. PostgreSQL only: the Go service never ran on
+SQLite."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
@@ -27,6 +30,7 @@ from tests.schema_helpers import migrate_to
 
 pytestmark = pytest.mark.postgres
 
+PLAIN_INSERT = """INSERT INTO messages ("to", content) VALUES ('+905551111111', 'hi') RETURNING *"""
 # Triggers that name a column of `messages` (in UPDATE OF or WHEN): PostgreSQL will not change
 # that column's type while one exists.
 PINNING_TRIGGERS = """
@@ -132,6 +136,41 @@ async def test_the_service_keeps_sending_after_automigrate(migrated: AsyncEngine
     for message_id in sent:
         message = await store.get(message_id)
         assert message is not None and message.status is Status.SUCCESS
+
+
+async def test_migrate_restores_what_automigrate_took(migrated: AsyncEngine) -> None:
+    """After AutoMigrate, migrate puts back the defaults and NOT NULLs, says which in one log
+    line, and a plain-SQL insert of "to" and content works again."""
+    await run_go_automigrate(migrated)
+    with pytest.raises(DBAPIError, match="null value"):  # status NULL: the count trigger refuses it
+        await fetch(migrated, PLAIN_INSERT)
+    async with migrated.begin() as connection:  # a Go-era row with NULL times, left by hand
+        await go_insert(connection, "+905553333333", "no times", datetime.now(UTC))
+        await connection.execute(text("UPDATE messages SET created_at = NULL, updated_at = NULL"))
+    with capture_logs() as logs:
+        await migrate(migrated)
+    restored = [
+        line for line in logs if line["event"].startswith("restored what the Go service's AutoMigrate")
+    ]
+    assert [line["restored"] for line in restored] == [
+        [
+            "status DEFAULT 'PENDING'",
+            "status NOT NULL",
+            "created_at DEFAULT now()",
+            "created_at NOT NULL",
+            "updated_at DEFAULT now()",
+            "updated_at NOT NULL",
+        ]
+    ]
+    [row] = await fetch(migrated, PLAIN_INSERT)
+    assert (row["status"], row["attempts"], row["validated"]) == ("PENDING", 0, False)
+    assert isinstance(row["id"], UUID) and row["created_at"] == row["updated_at"] == row["next_attempt_at"]
+    assert (
+        await fetch(migrated, "SELECT id FROM messages WHERE created_at IS NULL OR updated_at IS NULL") == []
+    )
+    with capture_logs() as again:
+        await migrate(migrated)
+    assert not [line for line in again if line["event"].startswith("restored")]
 
 
 async def test_hand_edits_and_replays_behave_after_automigrate(migrated: AsyncEngine) -> None:

@@ -30,7 +30,8 @@ finished, measured in ``pg_stat_user_functions``; ``bench/pg_cost.py --variants 
 compares the whole (see the CHANGELOG).
 
 SQLite keeps its triggers: the Go service never ran there, and SQLite has no column types to
-change.
+change. What AutoMigrate drops (the defaults, NOT NULL) is restored at every ``migrate`` and
+``serve`` start, not by a revision: ``restore_go_automigrate_losses`` in ``adapters/database.py``.
 
 Revision ID: 0011
 Revises: 0009 (to be chained after 0010)
