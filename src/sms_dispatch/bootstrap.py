@@ -19,6 +19,7 @@ from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
+from sms_dispatch.adapters.sql_column_limits import content_max_length
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
@@ -75,6 +76,18 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
     )
 
 
+async def message_rules(settings: Settings, engine: AsyncEngine) -> MessageRules:
+    """Return the rules new messages must meet: the settings', and the content column's own limit."""
+    stored = await content_max_length(engine)
+    if stored is not None and stored < settings.message_max_length:
+        log.warning(
+            "messages.content holds fewer characters than MESSAGE_MAX_LENGTH: longer content is refused",
+            column_limit=stored,
+            message_max_length=settings.message_max_length,
+        )
+    return MessageRules(settings.message_max_length, settings.recipient_check, stored)
+
+
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> AsyncIterator[Services]:
     """Build and start the services; on exit drain the dispatcher and close everything."""
@@ -100,7 +113,7 @@ async def bootstrap(settings: Settings, *, run_dispatcher: bool = True) -> Async
             )
         provider = open_provider(settings, provider_url, stack)
 
-        rules = MessageRules(settings.message_max_length, settings.recipient_check)
+        rules = await message_rules(settings, engine)
         messages = MessageService(store=store, cache=cache, clock=clock, rules=rules)
         if settings.uses_embedded_database and report.created_messages_table and settings.seed_on_first_run:
             async for _ in messages.seed(settings.seed_on_first_run):

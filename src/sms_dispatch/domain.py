@@ -98,14 +98,25 @@ def normalise_recipient(raw: str, check: RecipientCheck = RecipientCheck.POSSIBL
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
-def check_content(raw: str, max_length: int) -> str:
-    """Return ``raw`` trimmed, or raise ``ValueError`` if empty, over ``max_length`` characters,
-    or holding a NUL (no store can keep one: PostgreSQL refuses it, SQLite cuts the text there)."""
+def stored_limit_fault(length: int, stored_max_length: int) -> str:
+    """Return why content of ``length`` characters does not fit the database's content column."""
+    return (
+        f"is {length} characters long; the database's messages.content column holds at most"
+        f" {stored_max_length} (varchar({stored_max_length}))"
+    )
+
+
+def check_content(raw: str, max_length: int, *, stored_max_length: int | None = None) -> str:
+    """Return ``raw`` trimmed, or raise ``ValueError`` if empty, over ``max_length`` characters (or
+    over ``stored_max_length``, the column's own limit where it is lower), or holding a NUL (no
+    store can keep one: PostgreSQL refuses it, SQLite cuts the text there)."""
     text = raw.strip()
     if not text:
         raise ValueError("must not be empty")
     if "\x00" in text:
         raise ValueError("must not contain the NUL character (U+0000)")
+    if stored_max_length is not None and stored_max_length < max_length and len(text) > stored_max_length:
+        raise ValueError(stored_limit_fault(len(text), stored_max_length))
     if len(text) > max_length:
         raise ValueError(f"is {len(text)} characters long; the limit is {max_length}")
     return text
@@ -117,6 +128,7 @@ def validate_message(
     max_length: int,
     *,
     recipient_check: RecipientCheck = RecipientCheck.POSSIBLE,
+    stored_max_length: int | None = None,
 ) -> NewMessage:
     """Check both fields and return the normalised message; ``InvalidInput`` lists every fault."""
     faults: dict[str, str] = {}
@@ -126,7 +138,7 @@ def validate_message(
     except ValueError as exc:
         faults["to"] = str(exc)
     try:
-        content_ok = check_content(content, max_length)
+        content_ok = check_content(content, max_length, stored_max_length=stored_max_length)
     except ValueError as exc:
         faults["content"] = str(exc)
     if faults:
@@ -140,10 +152,14 @@ class MessageRules:
 
     max_length: int = MESSAGE_MAX_LENGTH_DEFAULT
     recipient_check: RecipientCheck = RecipientCheck.POSSIBLE
+    stored_max_length: int | None = None
+    """The content column's own limit where it has one (a Go table whose ``content`` the Go
+    service's AutoMigrate made ``varchar(255)``); None when it holds any length."""
 
     def validate(self, to: str, content: str) -> NewMessage:
         """Check both fields and return the normalised message; ``InvalidInput`` lists every fault."""
-        return validate_message(to, content, self.max_length, recipient_check=self.recipient_check)
+        check, stored = self.recipient_check, self.stored_max_length
+        return validate_message(to, content, self.max_length, recipient_check=check, stored_max_length=stored)
 
 
 class Outcome(enum.StrEnum):

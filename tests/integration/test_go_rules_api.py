@@ -1,4 +1,5 @@
-"""The API on the Go service's rules: every message the Go service would send is accepted."""
+"""The API on the Go service's rules: every message the Go service would send is accepted, and
+content over the Go column's varchar(255) is a 400 naming that limit (never a 500)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from structlog.testing import capture_logs
 
 from sms_dispatch.api.app import create_app
 from sms_dispatch.bootstrap import Services, bootstrap
 from sms_dispatch.config import Settings
+from tests.go_service import run_go_automigrate
+
+GO_LIMIT = "the database's messages.content column holds at most 255 (varchar(255))"
 
 
 @asynccontextmanager
@@ -24,9 +30,39 @@ async def served(database_url: str, **settings: Any) -> AsyncIterator[tuple[Serv
             yield services, client
 
 
+def content_error(response: httpx.Response) -> str:
+    """Return the message of the 400's ``content`` field."""
+    assert response.status_code == 400, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "content"
+    return str(detail["message"])
+
+
 async def test_a_go_seed_message_is_accepted(tmp_path: Path) -> None:
     """A +905 number of the Go seed that is no valid number, with 255 characters, is queued."""
     async with served(f"sqlite:///{tmp_path / 'rules.db'}") as (_, client):
         response = await client.post("/messages", json={"to": "+905001234567", "content": "é" * 255})
     assert response.status_code == 201, response.text
     assert response.json()["data"]["to"] == "+905001234567"
+
+
+@pytest.mark.postgres
+async def test_content_over_the_go_column_is_a_400_naming_it(pg_url: str) -> None:
+    """On a table whose content the Go AutoMigrate made varchar(255), longer content is a 400
+    naming that limit, whether the column was so at start or became so while serving."""
+    async with served(pg_url, MESSAGE_MAX_LENGTH=1000) as (services, client):
+        await run_go_automigrate(services.engine)
+        body = {"to": "+905551111111", "content": "a" * 300}
+        assert (
+            content_error(await client.post("/messages", json=body)) == f"is 300 characters long; {GO_LIMIT}"
+        )
+        keyed = await client.post("/messages", json=body, headers={"Idempotency-Key": "k-1"})
+        assert content_error(keyed) == f"is 300 characters long; {GO_LIMIT}"
+    with capture_logs() as logs:  # the column's limit is read at start this time
+        async with served(pg_url, MESSAGE_MAX_LENGTH=1000) as (_, client):
+            over = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 256})
+            fits = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 255})
+    assert content_error(over) == f"is 256 characters long; {GO_LIMIT}"
+    assert fits.status_code == 201, fits.text
+    [warning] = [line for line in logs if line["event"].startswith("messages.content holds fewer")]
+    assert (warning["column_limit"], warning["message_max_length"]) == (255, 1000)

@@ -1,5 +1,6 @@
 """The message rules (issue 12): every message the Go service would send is accepted and sent by
-default; ``RECIPIENT_CHECK=valid`` opts into the full validity check."""
+default; ``RECIPIENT_CHECK=valid`` opts into the full validity check; the content column's own
+limit is named when it is the lower one."""
 
 from __future__ import annotations
 
@@ -66,6 +67,20 @@ def test_default_content_limit_covers_the_go_limit() -> None:
     assert rules.validate("+905551111111", "a" * 255).content == "a" * 255
     with pytest.raises(InvalidInput, match="256 characters long; the limit is 255"):
         rules.validate("+905551111111", "a" * 256)
+
+
+def test_a_lower_column_limit_is_named() -> None:
+    """Content over the content column's own limit, lower than MESSAGE_MAX_LENGTH, names the column."""
+    rules = MessageRules(max_length=1000, stored_max_length=255)
+    with pytest.raises(InvalidInput) as caught:
+        rules.validate("+905551111111", "a" * 300)
+    assert caught.value.fields == {
+        "content": "is 300 characters long; the database's messages.content column holds at most 255"
+        " (varchar(255))"
+    }
+    tighter = MessageRules(max_length=160, stored_max_length=255)
+    with pytest.raises(InvalidInput, match="the limit is 160"):
+        tighter.validate("+905551111111", "a" * 200)
 
 
 def test_rules_check_the_recipient_as_configured() -> None:

@@ -13,8 +13,10 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import ColumnElement, any_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sms_dispatch.adapters.sql_column_limits import raise_if_too_long
 from sms_dispatch.adapters.sql_rows import attempt_from_row, from_row
 from sms_dispatch.adapters.tables import HAS_IDEMPOTENCY_KEY, instances, message_attempts, messages
 from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status
@@ -59,7 +61,11 @@ class SqlOperations:
         existing = select(_m).where(_m.c.idempotency_key == key)
         for _ in range(_IDEMPOTENT_TRIES):
             async with self._engine.begin() as connection:
-                row = (await connection.execute(statement)).one_or_none()
+                try:
+                    row = (await connection.execute(statement)).one_or_none()
+                except DBAPIError as error:
+                    raise_if_too_long(error, message)
+                    raise
                 if row is not None:
                     return from_row(row), True
                 # The key is taken; on PostgreSQL the INSERT waited for its owner to commit.
