@@ -25,9 +25,9 @@ nothing more to keep):
   ``sms-dispatch``) never change either column, so its claims and finishes skip that join.
 
 The row triggers cost a comparison per updated row; this one costs a call per UPDATE statement
-and a scan of its rows (1,000 per claim or finish): 0.18 to 0.34 µs per message claimed and
+and a scan of its rows (1,000 per claim or finish): about 0.25 µs per message claimed and
 finished, measured in ``pg_stat_user_functions``; ``bench/pg_cost.py --variants 'before 0011'``
-compares the whole (see the CHANGELOG).
+compares the whole, within its spread (see the CHANGELOG).
 
 SQLite keeps its triggers: the Go service never ran there, and SQLite has no column types to
 change. What AutoMigrate drops (the defaults, NOT NULL) is restored at every ``migrate`` and
