@@ -28,7 +28,11 @@ GO_LIMIT = "the database's messages.content column holds at most 255 (varchar(25
 @asynccontextmanager
 async def served(database_url: str, **settings: Any) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     """The real app over services on ``database_url``, dispatcher not running."""
-    configured = Settings(DATABASE_URL=database_url, SEED_ON_FIRST_RUN=0, **settings)
+    # A provider URL never called (the dispatcher does not run): a configured database needs one.
+    never_called = "http://127.0.0.1:9/never-called"
+    configured = Settings(
+        DATABASE_URL=database_url, SMS_PROVIDER_URL=never_called, SEED_ON_FIRST_RUN=0, **settings
+    )
     async with bootstrap(configured, run_dispatcher=False) as services:
         transport = httpx.ASGITransport(app=create_app(services))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
