@@ -28,6 +28,7 @@ from sms_dispatch.adapters.tables import messages
 from sms_dispatch.api.app import create_app
 from sms_dispatch.bootstrap import Services, bootstrap
 from sms_dispatch.config import Settings
+from sms_dispatch.domain import MessageRules
 from sms_dispatch.ports import MessageFilter, Page, Position
 from sms_dispatch.service import MessageService
 
@@ -166,7 +167,7 @@ async def served(url: str) -> AsyncIterator[tuple[Services, ServerTimer, ServerT
             store=GoStyleStore(services.engine),
             cache=services.cache,
             clock=services.clock,
-            max_length=settings.message_max_length,
+            rules=MessageRules(settings.message_max_length),
         )
         baseline = dataclasses.replace(services, messages=baseline_messages)
         yield services, ServerTimer(create_app(services)), ServerTimer(create_app(baseline))

@@ -13,29 +13,39 @@ at head. The variants take one thing away from (or give one back to) a fresh dat
   ``status_created``, ``to_created``, ``sent_to``);
 - ``no attempts foreign key``: ``message_attempts.message_id`` unchecked (each attempt row
   otherwise looks its message up);
-- ``no count triggers``: the statement triggers that keep the listing counts.
+- ``no count triggers``: the statement triggers that keep the listing counts;
+- ``before 0011``: the row triggers of 0005 and 0006 (the wake-up on a row back to PENDING,
+  the ``validated`` reset on a hand edit) instead of 0011's one statement trigger.
 
 Rounds alternate the variants, so load from elsewhere hits each alike; each drain is checked
-(every row SUCCESS under its provider id, one attempt each) before its figure counts.
+(every row SUCCESS under its provider id, one attempt each) before its figure counts. Besides
+every PostgreSQL process, the CPU of the one backend serving the drain's connection is read on
+its own: other work on a shared server moves the first figure by several µs, not the second.
+``--variants`` runs only the named ones (the head always runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 import asyncpg
+import psutil
 from harness import fresh_database, stop_cleanly_on_sigterm
 from machine import write_results
 from readings import postgres_cpu, postgres_cpu_s
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
-from sms_dispatch.adapters.database import create_engine
+from sms_dispatch.adapters.database import SCRIPT_LOCATION, create_engine
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import CREATED_INDEX, SENT_TO_INDEX, STATUS_CREATED_INDEX, TO_CREATED_INDEX
 from sms_dispatch.domain import AttemptOutcome, Outcome, SendResult
@@ -49,6 +59,20 @@ DO $$ DECLARE t record; BEGIN
            WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal AND tgname LIKE '%count%'
   LOOP EXECUTE format('DROP TRIGGER %I ON messages', t.tgname); END LOOP;
 END $$"""
+
+
+def _migration(name: str) -> ModuleType:
+    """Load a migration of the package (its file name is no module name) for its statements."""
+    package = importlib.util.find_spec(SCRIPT_LOCATION.split(":")[0])
+    assert package is not None and package.submodule_search_locations is not None
+    folder = Path(package.submodule_search_locations[0], "migrations", "versions")
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", folder / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 VARIANTS: dict[str, list[str]] = {
     HEAD: [],
     "before 0009": [
@@ -65,14 +89,24 @@ VARIANTS: dict[str, list[str]] = {
         "ALTER TABLE message_attempts DROP CONSTRAINT message_attempts_message_id_fkey"
     ],
     "no count triggers": [_DROP_COUNT_TRIGGERS],
+    "before 0011": list(_migration("0011_unpinned_columns").BEFORE),
 }
 
 
-async def drain(variant: str, messages: int) -> tuple[float, float, list[str]]:
-    """Drain ``messages`` rows on a fresh database changed by ``variant``.
+@dataclass(frozen=True)
+class Drain:
+    """What one drain cost, per message, and what its check found wrong."""
 
-    Return PostgreSQL CPU µs and client wall µs per message, and what the check found wrong.
-    """
+    postgres_us: float
+    """CPU of every PostgreSQL process (backends, WAL writer, autovacuum, ended ones too)."""
+    backend_us: float
+    """CPU of the one backend that served the drain's connection."""
+    wall_us: float
+    wrong: list[str]
+
+
+async def drain(variant: str, messages: int) -> Drain:
+    """Drain ``messages`` rows on a fresh database changed by ``variant``."""
     async with fresh_database(messages) as url:
         connection = await asyncpg.connect(url)
         try:
@@ -80,10 +114,13 @@ async def drain(variant: str, messages: int) -> tuple[float, float, list[str]]:
                 await connection.execute(statement)
         finally:
             await connection.close()
+        # One pooled connection: every claim and finish runs on the same backend.
         engine = create_engine(make_url(url).set(drivername="postgresql+asyncpg"), pool_size=1)
         store, policy = SqlMessageStore(engine), DeliveryPolicy(batch_size=BATCH, max_workers=BATCH)
         try:
-            db0, started, done = postgres_cpu(), time.perf_counter(), 0
+            async with engine.connect() as pooled:
+                backend = psutil.Process((await pooled.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            db0, backend0, started, done = postgres_cpu(), _cpu_s(backend), time.perf_counter(), 0
             while True:
                 now, token = datetime.now(UTC), str(uuid.uuid4())
                 claimed = await store.claim_due(
@@ -104,9 +141,16 @@ async def drain(variant: str, messages: int) -> tuple[float, float, list[str]]:
                 await store.finish(transitions, now=now, attempts=records)
                 done += len(claimed)
             wall_s, db_s = time.perf_counter() - started, postgres_cpu_s(db0, postgres_cpu())
+            backend_s = _cpu_s(backend) - backend0
         finally:
             await engine.dispose()
-        return db_s / messages * 1e6, wall_s / messages * 1e6, await check(url, messages, done)
+        wrong = await check(url, messages, done)
+        return Drain(db_s / messages * 1e6, backend_s / messages * 1e6, wall_s / messages * 1e6, wrong)
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def check(url: str, messages: int, done: int) -> list[str]:
@@ -132,38 +176,50 @@ async def check(url: str, messages: int, done: int) -> list[str]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    chosen = [HEAD, *(name for name in VARIANTS if name != HEAD and name in args.variants)]
+    figures: dict[str, list[Drain]] = {name: [] for name in chosen}
     print(f"pg_cost: {args.messages:,} messages per drain, {args.rounds} round(s)", flush=True)
     for _ in range(args.rounds):
-        for name in VARIANTS:
-            db_us, wall_us, wrong = await drain(name, args.messages)
-            status = "ok" if not wrong else "WRONG: " + "; ".join(wrong)
+        for name in chosen:
+            found = await drain(name, args.messages)
+            status = "ok" if not found.wrong else "WRONG: " + "; ".join(found.wrong)
             print(
-                f"  {name:26} PostgreSQL {db_us:6.1f} µs/msg  wall {wall_us:6.1f} µs/msg  {status}",
+                f"  {name:26} PostgreSQL {found.postgres_us:6.1f} µs/msg"
+                f"  its backend {found.backend_us:6.1f} µs/msg  wall {found.wall_us:6.1f} µs/msg  {status}",
                 flush=True,
             )
-            if wrong:
+            if found.wrong:
                 return 1
-            figures[name].append((db_us, wall_us))
-    head = statistics.median(db for db, _ in figures[HEAD])
+            figures[name].append(found)
+    head = {part: statistics.median(getattr(d, part) for d in figures[HEAD]) for part in _PARTS}
     body = [
         f"Median of {args.rounds} interleaved round(s), {args.messages:,} messages per drain, claimed"
         f" and finished {BATCH:,} at a time through `SqlMessageStore`; every drain checked.",
         "",
-        "| schema | PostgreSQL CPU µs per message | against head | client wall µs per message |",
-        "|---|---|---|---|",
+        "| schema | PostgreSQL CPU µs per message | against head | the drain's backend µs per message"
+        " | against head | client wall µs per message |",
+        "|---|---|---|---|---|---|",
     ]
     for name, runs in figures.items():
-        db_us = statistics.median(db for db, _ in runs)
-        wall_us = statistics.median(wall for _, wall in runs)
-        versus = "—" if name == HEAD else f"{db_us - head:+.1f} µs ({db_us / head - 1:+.0%})"
-        body.append(f"| {name} | {db_us:.1f} | {versus} | {wall_us:.1f} |")
+        cells = []
+        for part in _PARTS:
+            value = statistics.median(getattr(d, part) for d in runs)
+            cells.append(f"{value:.1f}")
+            if part != "wall_us":
+                against = value - head[part]
+                cells.append("—" if name == HEAD else f"{against:+.1f} µs ({value / head[part] - 1:+.0%})")
+        body.append(f"| {name} | {' | '.join(cells)} |")
     print("\n".join(body))
     if args.output:
         command = f"bench/pg_cost.py --messages {args.messages} --rounds {args.rounds}"
+        if set(chosen) != set(VARIANTS):
+            command += " --variants " + " ".join(f"'{name}'" for name in chosen if name != HEAD)
         path = await write_results(args.output, "PostgreSQL cost per message, part by part", body, command)
         print(f"\nwritten to {path}")
     return 0
+
+
+_PARTS = ("postgres_us", "backend_us", "wall_us")
 
 
 def main() -> int:
@@ -171,6 +227,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default="pg_cost", help="results file name ('' writes none)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        metavar="NAME",
+        help="the variants to run besides the head",
+    )
     stop_cleanly_on_sigterm()
     return asyncio.run(main_async(parser.parse_args()))
 

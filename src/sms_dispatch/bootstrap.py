@@ -22,11 +22,13 @@ from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.pg_notify import InProcessNewMessageSignal, PgNewMessageSignal
 from sms_dispatch.adapters.redis_cache import RedisSentCache, create_redis_client
 from sms_dispatch.adapters.reqwest_provider import ReqwestSmsProvider, create_reqwest_client
+from sms_dispatch.adapters.sql_column_limits import content_max_length
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.clock import SystemClock
 from sms_dispatch.config import Settings
 from sms_dispatch.delivery import Deliverer, DeliveryPolicy
 from sms_dispatch.dispatcher import Dispatcher
+from sms_dispatch.domain import MessageRules
 from sms_dispatch.logs import get_logger
 from sms_dispatch.observability.metrics import ServiceMetrics
 from sms_dispatch.observability.redaction import SecretRedactor
@@ -76,8 +78,21 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         retry_base_s=settings.message_retry_base_s,
         retry_max_delay_s=settings.message_retry_max_delay_s,
         max_length=settings.message_max_length,
+        recipient_check=settings.recipient_check,
         cache_ttl_s=settings.cache_ttl_s,
     )
+
+
+async def message_rules(settings: Settings, engine: AsyncEngine) -> MessageRules:
+    """Return the rules new messages must meet: the settings', and the content column's own limit."""
+    stored = await content_max_length(engine)
+    if stored is not None and stored < settings.message_max_length:
+        log.warning(
+            "messages.content holds fewer characters than MESSAGE_MAX_LENGTH: longer content is refused",
+            column_limit=stored,
+            message_max_length=settings.message_max_length,
+        )
+    return MessageRules(settings.message_max_length, settings.recipient_check, stored)
 
 
 @contextlib.asynccontextmanager
@@ -108,9 +123,8 @@ async def bootstrap(
         provider_url = await _provider_url(choice, stack)
         provider = open_provider(settings, provider_url, stack)
 
-        messages = MessageService(
-            store=store, cache=cache, clock=clock, max_length=settings.message_max_length
-        )
+        rules = await message_rules(settings, engine)
+        messages = MessageService(store=store, cache=cache, clock=clock, rules=rules)
         migration = database.migration
         if migration is not None:
             log.info(describe_migration(migration))
@@ -182,9 +196,8 @@ async def bootstrap_tools(settings: Settings) -> AsyncIterator[Tools]:
         database = await open_database(settings, schema="check", clock=clock, stack=stack)
         store = SqlMessageStore(database.engine)
         # Creating messages reads no cache; an in-process one saves connecting to Redis for nothing.
-        messages = MessageService(
-            store=store, cache=InMemorySentCache(clock), clock=clock, max_length=settings.message_max_length
-        )
+        rules = await message_rules(settings, database.engine)
+        messages = MessageService(store=store, cache=InMemorySentCache(clock), clock=clock, rules=rules)
         pruner = Pruner(store=store, control=store, clock=clock, policy=retention_policy(settings))
         yield Tools(settings=settings, store=store, messages=messages, pruner=pruner)
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from sms_dispatch.api_keys import Scope, parse_api_keys
+from sms_dispatch.domain import MESSAGE_MAX_LENGTH_DEFAULT, RecipientCheck
 from sms_dispatch.durations import parse_duration_s
 from sms_dispatch.errors import ConfigError
 
@@ -176,13 +177,17 @@ class Settings(BaseSettings):
     message_rate_limit_per_s: float | None = Field(None, gt=0, le=1_000_000, alias="MESSAGE_RATE_LIMIT")
     """Continuous mode: messages per second for the whole fleet; unset, no limit."""
     message_per_message_timeout_s: PositiveSeconds = Field(5.0, alias="MESSAGE_PER_MESSAGE_TIMEOUT")
-    message_max_length: int = Field(160, ge=1, le=10_000, alias="MESSAGE_MAX_LENGTH")
     message_max_attempts: int = Field(5, ge=1, le=100, alias="MESSAGE_MAX_ATTEMPTS")
     message_retry_base_s: PositiveSeconds = Field(10.0, alias="MESSAGE_RETRY_BASE")
     message_retry_max_delay_s: PositiveSeconds = Field(600.0, alias="MESSAGE_RETRY_MAX_DELAY")
     message_lease_margin_s: Seconds = Field(30.0, alias="MESSAGE_LEASE_MARGIN")
 
     seed_on_first_run: int = Field(10, ge=0, le=100_000, alias="SEED_ON_FIRST_RUN")
+
+    # What a message must be, for the API, the CLI and the dispatcher's check of rows inserted
+    # by hand alike. The defaults let through every row the Go service would send.
+    message_max_length: int = Field(MESSAGE_MAX_LENGTH_DEFAULT, ge=1, le=10_000, alias="MESSAGE_MAX_LENGTH")
+    recipient_check: RecipientCheck = Field(RecipientCheck.POSSIBLE, alias="RECIPIENT_CHECK")
 
     api_keys: Annotated[SecretStr | None, AfterValidator(_check_api_keys)] = Field(None, alias="API_KEYS")
     retention_success_s: Seconds = Field(30 * 86400.0, alias="RETENTION_SUCCESS")

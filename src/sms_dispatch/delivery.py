@@ -235,7 +235,8 @@ class Deliverer:
 
     def _checked(self, message: Message) -> Message:
         """Check a row that did not come in through the service; raise ``InvalidInput`` if bad."""
-        valid = validate_message(message.to, message.content, self.policy.max_length)
+        check = self.policy.recipient_check
+        valid = validate_message(message.to, message.content, self.policy.max_length, recipient_check=check)
         if (valid.to, valid.content) == (message.to, message.content):
             return message
         return replace(message, to=valid.to, content=valid.content)

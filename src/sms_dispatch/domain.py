@@ -56,7 +56,29 @@ class NewMessage:
     content: str
 
 
-def normalise_recipient(raw: str) -> str:
+class RecipientCheck(enum.StrEnum):
+    """How strictly a recipient is checked (``RECIPIENT_CHECK``)."""
+
+    POSSIBLE = "possible"
+    """E.164 and a length some number of its country code has: every number the Go service sent."""
+    VALID = "valid"
+    """Also within a number range its country assigns (``phonenumbers.is_valid_number``)."""
+
+
+MESSAGE_MAX_LENGTH_DEFAULT = 255
+"""The default content limit, in characters: it covers the Go service's 255 (bytes, its
+``varchar(255)`` column), so every row the Go service would send is sent."""
+
+_POSSIBLE = (phonenumbers.ValidationResult.IS_POSSIBLE, phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
+_IMPOSSIBLE = {
+    phonenumbers.ValidationResult.TOO_SHORT: "is too short for a +{code} number",
+    phonenumbers.ValidationResult.TOO_LONG: "is too long for a +{code} number",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no +{code} number has",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has no known country code",
+}
+
+
+def normalise_recipient(raw: str, check: RecipientCheck = RecipientCheck.POSSIBLE) -> str:
     """Return ``raw`` as an E.164 number, or raise ``ValueError`` saying why not."""
     text = raw.strip()
     if not text:
@@ -67,39 +89,77 @@ def normalise_recipient(raw: str) -> str:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"is not a phone number ({exc})") from None
-    if not phonenumbers.is_valid_number(parsed):
+    # is_possible_number's rule: a length of the country's numbers, local-only lengths included.
+    possible = phonenumbers.is_possible_number_with_reason(parsed)
+    if possible not in _POSSIBLE:
+        raise ValueError(_IMPOSSIBLE[possible].format(code=parsed.country_code))
+    if check is RecipientCheck.VALID and not phonenumbers.is_valid_number(parsed):
         raise ValueError("is not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
-def check_content(raw: str, max_length: int) -> str:
-    """Return ``raw`` trimmed, or raise ``ValueError`` if empty, over ``max_length`` characters,
-    or holding a NUL (no store can keep one: PostgreSQL refuses it, SQLite cuts the text there)."""
+def stored_limit_fault(length: int, stored_max_length: int) -> str:
+    """Return why content of ``length`` characters does not fit the database's content column."""
+    return (
+        f"is {length} characters long; the database's messages.content column holds at most"
+        f" {stored_max_length} (varchar({stored_max_length}))"
+    )
+
+
+def check_content(raw: str, max_length: int, *, stored_max_length: int | None = None) -> str:
+    """Return ``raw`` trimmed, or raise ``ValueError`` if empty, over ``max_length`` characters (or
+    over ``stored_max_length``, the column's own limit where it is lower), or holding a NUL (no
+    store can keep one: PostgreSQL refuses it, SQLite cuts the text there)."""
     text = raw.strip()
     if not text:
         raise ValueError("must not be empty")
     if "\x00" in text:
         raise ValueError("must not contain the NUL character (U+0000)")
+    if stored_max_length is not None and stored_max_length < max_length and len(text) > stored_max_length:
+        raise ValueError(stored_limit_fault(len(text), stored_max_length))
     if len(text) > max_length:
         raise ValueError(f"is {len(text)} characters long; the limit is {max_length}")
     return text
 
 
-def validate_message(to: str, content: str, max_length: int) -> NewMessage:
+def validate_message(
+    to: str,
+    content: str,
+    max_length: int,
+    *,
+    recipient_check: RecipientCheck = RecipientCheck.POSSIBLE,
+    stored_max_length: int | None = None,
+) -> NewMessage:
     """Check both fields and return the normalised message; ``InvalidInput`` lists every fault."""
     faults: dict[str, str] = {}
     recipient = content_ok = ""
     try:
-        recipient = normalise_recipient(to)
+        recipient = normalise_recipient(to, recipient_check)
     except ValueError as exc:
         faults["to"] = str(exc)
     try:
-        content_ok = check_content(content, max_length)
+        content_ok = check_content(content, max_length, stored_max_length=stored_max_length)
     except ValueError as exc:
         faults["content"] = str(exc)
     if faults:
         raise InvalidInput(faults)
     return NewMessage(to=recipient, content=content_ok)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRules:
+    """What a new message must be: its content limit and how its recipient is checked."""
+
+    max_length: int = MESSAGE_MAX_LENGTH_DEFAULT
+    recipient_check: RecipientCheck = RecipientCheck.POSSIBLE
+    stored_max_length: int | None = None
+    """The content column's own limit where it has one (a Go table whose ``content`` the Go
+    service's AutoMigrate made ``varchar(255)``); None when it holds any length."""
+
+    def validate(self, to: str, content: str) -> NewMessage:
+        """Check both fields and return the normalised message; ``InvalidInput`` lists every fault."""
+        check, stored = self.recipient_check, self.stored_max_length
+        return validate_message(to, content, self.max_length, recipient_check=check, stored_max_length=stored)
 
 
 class Outcome(enum.StrEnum):

@@ -59,7 +59,13 @@ class OperatorActions:
             if len(ids) < want:
                 break
             after = ids[-1]
-        log.info("messages retried by operator", retried=retried, status=status.value, limit=limit)
+        log.info(
+            "messages retried by operator",
+            retried=retried,
+            status=status.value,
+            error_class=matching.error_class,
+            limit=limit,
+        )
         return retried
 
     async def cancel(self, message_id: UUID) -> Message:

@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 
 from sms_dispatch.cache_writer import CacheWriteCounters
 from sms_dispatch.domain import (
+    MESSAGE_MAX_LENGTH_DEFAULT,
     AttemptOutcome,
     AttemptRecord,
     Message,
     Outcome,
+    RecipientCheck,
     SendResult,
     Status,
     Transition,
@@ -38,7 +40,8 @@ class DeliveryPolicy:
     max_attempts: int = 5
     retry_base_s: float = 10.0
     retry_max_delay_s: float = 600.0
-    max_length: int = 160
+    max_length: int = MESSAGE_MAX_LENGTH_DEFAULT
+    recipient_check: RecipientCheck = RecipientCheck.POSSIBLE
     cache_ttl_s: float = 86400.0
     record_window_s: float = 0.05
     """The longest a finished send waits for others before its group is recorded."""

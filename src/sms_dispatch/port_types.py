@@ -66,3 +66,6 @@ class MessageFilter:
     to: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    error_class: str | None = None
+    """The ``error_class`` of the message's last applied attempt (``invalid``, ``http_4xx``, ...).
+    Bulk retry only: the listings do not filter on it (it is no index range)."""

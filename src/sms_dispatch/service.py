@@ -11,10 +11,10 @@ from sms_dispatch import keys
 from sms_dispatch.domain import (
     AttemptRecord,
     Message,
+    MessageRules,
     NewMessage,
     Status,
     check_idempotency_key,
-    validate_message,
 )
 from sms_dispatch.errors import Conflict, InvalidInput, NotFound, SmsDispatchError
 from sms_dispatch.logs import get_logger
@@ -62,15 +62,15 @@ class Created:
 class MessageService:
     """Creates, finds and lists messages."""
 
-    def __init__(self, *, store: MessageStore, cache: SentCache, clock: Clock, max_length: int) -> None:
+    def __init__(self, *, store: MessageStore, cache: SentCache, clock: Clock, rules: MessageRules) -> None:
         self._store = store
         self._cache = cache
         self._clock = clock
-        self._max_length = max_length
+        self._rules = rules
 
     async def create(self, to: str, content: str) -> Message:
         """Validate and store a new PENDING message; ``InvalidInput`` lists every fault."""
-        new = validate_message(to, content, self._max_length)
+        new = self._rules.validate(to, content)
         message = await self._store.create(new, now=self._clock.now())
         log.info("message created", message_id=str(message.id))
         return message
@@ -80,7 +80,7 @@ class MessageService:
 
         ``InvalidInput`` for a bad body or key; ``Conflict`` when the key was used for another body.
         """
-        new = validate_message(to, content, self._max_length)
+        new = self._rules.validate(to, content)
         key = check_idempotency_key(idempotency_key)
         message, created = await self._store.create_idempotent(new, now=self._clock.now(), key=key)
         if (message.to, message.content) != (new.to, new.content):
@@ -134,7 +134,7 @@ class MessageService:
         rng = rng or random.Random()
         left = count
         while left > 0:
-            batch = [sample_message(rng, self._max_length) for _ in range(min(batch_size, left))]
+            batch = [sample_message(rng, self._rules.max_length) for _ in range(min(batch_size, left))]
             left -= len(batch)
             yield await self._store.create_many(batch, now=self._clock.now())
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
-from sms_dispatch.domain import Status
+from sms_dispatch.domain import AttemptOutcome, Status, Transition
 from sms_dispatch.ports import MessageFilter
 from tests.conftest import FakeClock
-from tests.contract.store_helpers import Subject, add, claim, failed, sent, stored
+from tests.contract.store_helpers import Subject, add, claim, failed, record, sent, stored
 
 
 async def test_retry_replays_a_failed_message(subject: Subject, clock: FakeClock) -> None:
@@ -117,3 +117,47 @@ async def test_retry_batch_refuses_a_status_that_cannot_be_retried(
             await subject.store.retry_batch(
                 MessageFilter(status=status), now=clock.now(), after=None, limit=1
             )
+
+
+async def _fail_with(subject: Subject, clock: FakeClock, message_id: UUID, error_class: str) -> None:
+    """Claim ``message_id`` (due alone) and fail it with an applied attempt of ``error_class``."""
+    [claimed] = await claim(subject.store, clock, claimant=f"token-{error_class}")
+    assert claimed.id == message_id
+    attempt = record(claimed, AttemptOutcome.PERMANENT, error_class=error_class)
+    failure = Transition(claimed.id, f"token-{error_class}", Status.FAILED, last_error=error_class)
+    await subject.store.finish([failure], now=clock.now(), attempts=[attempt])
+
+
+async def test_retry_batch_matches_the_last_applied_attempts_error_class(
+    subject: Subject, clock: FakeClock
+) -> None:
+    """An error-class filter replays the messages whose last applied attempt has that class: an
+    earlier attempt or a late answer that was not applied does not count, nor does a message
+    without attempts."""
+    first, second, third = await add(subject.store, clock, 3)
+    for message in (first, second, third):
+        await subject.store.cancel(message.id, now=clock.now())
+    await subject.store.retry(first.id, now=clock.now())
+    await _fail_with(subject, clock, first.id, "invalid")  # invalid, last
+    await subject.store.retry(second.id, now=clock.now())
+    await _fail_with(subject, clock, second.id, "invalid")
+    await subject.store.retry(second.id, now=clock.now())
+    await _fail_with(subject, clock, second.id, "http_4xx")  # invalid once, http_4xx last
+    late = record(second, AttemptOutcome.PERMANENT, error_class="invalid")
+    await subject.store.finish(
+        [Transition(second.id, "token-gone", Status.FAILED)], now=clock.now(), attempts=[late]
+    )  # an answer for a claim long gone: recorded, not applied
+    [no_attempts] = await failed(subject.store, clock, 1)
+
+    def matching(error_class: str) -> MessageFilter:
+        return MessageFilter(error_class=error_class)
+
+    assert await subject.store.retry_batch(matching("http_4xx"), now=clock.now(), after=None, limit=10) == [
+        second.id
+    ]
+    assert await subject.store.retry_batch(matching("invalid"), now=clock.now(), after=None, limit=10) == [
+        first.id
+    ]
+    assert await subject.store.retry_batch(matching("timeout"), now=clock.now(), after=None, limit=10) == []
+    assert (await stored(subject.store, no_attempts.id)).status is Status.FAILED
+    assert (await stored(subject.store, third.id)).status is Status.CANCELLED

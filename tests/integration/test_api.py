@@ -83,13 +83,13 @@ async def test_create_lists_each_invalid_field(client: httpx.AsyncClient) -> Non
 
 
 async def test_create_rejects_over_length(client: httpx.AsyncClient) -> None:
-    """Content of 161 characters is refused with the limit in the message."""
+    """Content of 256 characters is refused with the limit (255 by default) in the message."""
     error = assert_error(
-        await client.post("/messages", json={"to": "+905551111111", "content": "ş" * 161}),
+        await client.post("/messages", json={"to": "+905551111111", "content": "ş" * 256}),
         400,
         "VALIDATION_ERROR",
     )
-    assert "limit is 160" in error["message"]
+    assert "limit is 255" in error["message"]
 
 
 async def test_create_rejects_missing_fields(client: httpx.AsyncClient) -> None:

@@ -22,20 +22,11 @@ from sms_dispatch.adapters.database import alembic_config, create_engine, migrat
 from sms_dispatch.adapters.sql_store import SqlMessageStore
 from sms_dispatch.adapters.tables import metadata
 from sms_dispatch.domain import NewMessage, Status
+from tests.go_service import GO_SCHEMA
 from tests.schema_helpers import migrate_to
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
-# What GORM AutoMigrate creates for the Go service's MessageModel (status without NOT NULL).
-GO_SCHEMA = [
-    'CREATE TABLE "messages" ("id" uuid, "to" varchar(20) NOT NULL, "content" varchar(255) NOT NULL,'
-    ' "status" varchar(20), "raw_response" text, "message_id" varchar(100), "sent_at" timestamptz,'
-    ' "created_at" timestamptz, "updated_at" timestamptz, "deleted_at" timestamptz, PRIMARY KEY ("id"))',
-    'CREATE INDEX "idx_messages_message_id" ON "messages" ("message_id")',
-    'CREATE INDEX "idx_messages_sent_at" ON "messages" ("sent_at")',
-    'CREATE INDEX "idx_messages_created_at" ON "messages" ("created_at")',
-    'CREATE INDEX "idx_messages_deleted_at" ON "messages" ("deleted_at")',
-]
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 GO_ROWS: dict[str, dict[str, Any]] = {
     "pending": {"status": "PENDING", "created_at": T0},

@@ -59,6 +59,8 @@ async def test_a_hand_edit_of_a_checked_row_is_checked_again(engine: AsyncEngine
         params = {"good": str(good.id), "edited": str(edited.id)}
         if engine.dialect.name == "postgresql":
             params = {"good": good.id, "edited": edited.id}  # type: ignore[dict-item]
+            # By hand: another program than the service (whose statements never edit "to").
+            await connection.execute(text("SET LOCAL application_name = 'psql'"))
         await connection.execute(text("""UPDATE messages SET "to" = '12345' WHERE id = :edited"""), params)
         await connection.execute(text("UPDATE messages SET attempts = 0 WHERE id = :good"), params)
     assert not await validated(engine, edited.id)

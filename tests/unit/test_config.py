@@ -97,7 +97,7 @@ def test_defaults_are_embedded() -> None:
     assert (s.scheduler_interval_s, s.message_batch_size, s.message_max_length, s.cache_ttl_s) == (
         120,
         2,
-        160,
+        255,
         86400,
     )
 

@@ -8,14 +8,16 @@ import pytest
 
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
 from sms_dispatch.adapters.memory_store import InMemoryMessageStore
-from sms_dispatch.domain import Status, validate_message
+from sms_dispatch.domain import MessageRules, Status, validate_message
 from sms_dispatch.service import MessageService, sample_message
 from tests.conftest import FakeClock
 
 
 def service(store: InMemoryMessageStore, clock: FakeClock, max_length: int = 160) -> MessageService:
     """A message service over ``store``."""
-    return MessageService(store=store, cache=InMemorySentCache(clock), clock=clock, max_length=max_length)
+    return MessageService(
+        store=store, cache=InMemorySentCache(clock), clock=clock, rules=MessageRules(max_length=max_length)
+    )
 
 
 async def test_seed_stores_in_batches_and_counts_exactly(clock: FakeClock) -> None:

@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, event, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -41,6 +41,9 @@ from sms_dispatch.adapters.schema_versions import (
     record_upgrade,
 )
 from sms_dispatch.errors import CannotStart
+from sms_dispatch.logs import get_logger
+
+log = get_logger(__name__)
 
 SCRIPT_LOCATION = "sms_dispatch:migrations"
 """Where Alembic finds env.py and the versions: a folder of the installed package."""
@@ -141,6 +144,7 @@ async def migrate(
         report = await connection.run_sync(
             _upgrade, version=version, older_instances_seen_since=older_instances_seen_since
         )
+        await connection.run_sync(restore_go_automigrate_losses)
         await connection.commit()
     return report
 
@@ -187,6 +191,56 @@ def _upgrade(
         created_messages_table=not state.has_messages,
         adopted_existing_table=state.has_messages and before is None,
     )
+
+
+# What the Go service's AutoMigrate (its seed command) takes from `messages`: its model declares
+# no default and no NOT NULL for these, so every run drops ours. column -> (the default, what
+# fills a NULL before NOT NULL is set again; None: the column is the key, never NULL).
+GO_AUTOMIGRATE_LOSSES = {
+    "id": ("gen_random_uuid()", None),
+    "status": ("'PENDING'", "'PENDING'"),
+    "created_at": ("now()", "coalesce(updated_at, now())"),
+    "updated_at": ("now()", "coalesce(created_at, now())"),
+}
+_MESSAGES_COLUMNS = text(
+    "SELECT column_name, column_default IS NOT NULL, is_nullable = 'YES' FROM information_schema.columns"
+    " WHERE table_schema = current_schema() AND table_name = 'messages'"
+)
+
+
+def restore_go_automigrate_losses(connection: Connection) -> list[str]:
+    """Put back the defaults and NOT NULL the Go service's AutoMigrate dropped; log what, if any.
+
+    A repair, not a revision: the Go seed command may run again at any time after a migration.
+    Without it a plain-SQL ``INSERT INTO messages ("to", content)`` gets no id, status or times.
+    A NULL the column held meanwhile is filled first, as migration 0001 adopts such rows. Costs
+    one catalog read when nothing is missing (PostgreSQL only: the Go service never ran on SQLite).
+    """
+    if connection.dialect.name != "postgresql":
+        return []
+    found = {
+        name: (has_default, nullable) for name, has_default, nullable in connection.execute(_MESSAGES_COLUMNS)
+    }
+    changes: list[str] = []
+    restored: list[str] = []
+    for column, (default, fill) in GO_AUTOMIGRATE_LOSSES.items():
+        if column not in found:
+            continue
+        has_default, nullable = found[column]
+        if not has_default:
+            changes.append(f'ALTER COLUMN "{column}" SET DEFAULT {default}')
+            restored.append(f"{column} DEFAULT {default}")
+        if nullable and fill is not None:
+            connection.execute(text(f'UPDATE messages SET "{column}" = {fill} WHERE "{column}" IS NULL'))  # noqa: S608
+            changes.append(f'ALTER COLUMN "{column}" SET NOT NULL')
+            restored.append(f"{column} NOT NULL")
+    if changes:
+        # One statement: one lock, one scan of the table for every NOT NULL at once.
+        connection.execute(text("ALTER TABLE messages " + ", ".join(changes)))
+        log.warning(
+            "restored what the Go service's AutoMigrate took from the messages table", restored=restored
+        )
+    return restored
 
 
 def _current_revision(connection: Connection) -> str | None:

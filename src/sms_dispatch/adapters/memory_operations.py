@@ -69,6 +69,9 @@ class InMemoryOperations:
             and row.message.status is status
             and (after is None or row.message.id > after)
             and _matches(row.message, matching)
+            and (
+                matching.error_class is None or self._last_error_class(row.message.id) == matching.error_class
+            )
         )[: max(limit, 0)]
         for message_id in chosen:
             row = self._rows[message_id]
@@ -95,6 +98,11 @@ class InMemoryOperations:
         """Return the instances whose last heartbeat is at or after ``seen_since``, by name."""
         seen = [i for i in self._instances.values() if i.last_heartbeat_at >= seen_since]
         return sorted(seen, key=lambda i: i.name)
+
+    def _last_error_class(self, message_id: UUID) -> str | None:
+        """Return the error class of the message's last applied attempt (None without one)."""
+        applied = (a for a in reversed(self._attempts) if a.message_id == message_id and a.applied)
+        return next((a.error_class for a in applied), None)
 
     def _record_attempts(self, attempts: list[AttemptRecord], applied: set[UUID]) -> None:
         """Keep the records of existing messages, marked applied or not (as the SQL store does)."""

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, any_, delete, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, any_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sms_dispatch.adapters.sql_column_limits import raise_if_too_long
 from sms_dispatch.adapters.sql_rows import attempt_from_row, from_row
 from sms_dispatch.adapters.tables import HAS_IDEMPOTENCY_KEY, instances, message_attempts, messages
 from sms_dispatch.domain import AttemptRecord, Message, NewMessage, Status
@@ -59,7 +61,11 @@ class SqlOperations:
         existing = select(_m).where(_m.c.idempotency_key == key)
         for _ in range(_IDEMPOTENT_TRIES):
             async with self._engine.begin() as connection:
-                row = (await connection.execute(statement)).one_or_none()
+                try:
+                    row = (await connection.execute(statement)).one_or_none()
+                except DBAPIError as error:
+                    raise_if_too_long(error, message)
+                    raise
                 if row is not None:
                     return from_row(row), True
                 # The key is taken; on PostgreSQL the INSERT waited for its owner to commit.
@@ -173,9 +179,19 @@ def _replayed(now: datetime) -> dict[str, Any]:
     }
 
 
+def _last_error_class() -> ScalarSelect[str | None]:
+    """The error class of the message's last applied attempt: a late answer (not applied) did not
+    decide the message's state. One probe of the attempts index per message."""
+    a = message_attempts.c
+    last = select(a.error_class).where(a.message_id == _m.c.id, a.applied).order_by(a.id.desc()).limit(1)
+    return last.scalar_subquery()
+
+
 def _filtered(matching: MessageFilter) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of a filter's recipient and creation-time bounds."""
+    """The WHERE conditions of a filter's recipient, creation-time bounds and last error class."""
     conditions: list[ColumnElement[bool]] = []
+    if matching.error_class is not None:
+        conditions.append(_last_error_class() == matching.error_class)
     if matching.to is not None:
         conditions.append(_m.c.to == matching.to)
     if matching.since is not None:

@@ -15,9 +15,11 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import any_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sms_dispatch.adapters.sql_bulk_insert import insert_pending
+from sms_dispatch.adapters.sql_column_limits import raise_if_too_long
 from sms_dispatch.adapters.sql_errors import translate_unreachable
 from sms_dispatch.adapters.sql_listing import SqlListing
 from sms_dispatch.adapters.sql_operations import SqlOperations
@@ -93,7 +95,11 @@ class SqlMessageStore(SqlOperations, SqlUpkeep, SqlSendBudget, SqlListing):
             .returning(*_m.c)
         )
         async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).one()
+            try:
+                row = (await connection.execute(statement)).one()
+            except DBAPIError as error:
+                raise_if_too_long(error, message)
+                raise
         return from_row(row)
 
     async def create_many(self, batch: Sequence[NewMessage], *, now: datetime) -> int:

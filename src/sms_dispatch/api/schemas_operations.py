@@ -78,7 +78,12 @@ class RetryFilter(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"status": "FAILED", "since": "2026-01-01T00:00:00Z", "limit": 500}]},
+        json_schema_extra={
+            "examples": [
+                {"status": "FAILED", "since": "2026-01-01T00:00:00Z", "limit": 500},
+                {"errorClass": "invalid"},
+            ]
+        },
     )
 
     status: Literal["FAILED", "CANCELLED"] = "FAILED"
@@ -88,6 +93,17 @@ class RetryFilter(BaseModel):
     )
     until: datetime | None = Field(
         None, description="Only messages created before this time (RFC 3339 with a zone)."
+    )
+    error_class: str | None = Field(
+        None,
+        alias="errorClass",
+        min_length=1,
+        max_length=100,
+        description=(
+            "Only messages whose last attempt ended with this `errorClass` (as in their `history`):"
+            " `invalid` (refused by the message rules before any send), `http_4xx`, `http_5xx`,"
+            " `http_429`, `timeout`, `connection`, `bad_response`, `lease_expired`."
+        ),
     )
     limit: int = Field(RETRY_LIMIT_MAX, ge=1, le=RETRY_LIMIT_MAX, description="The most messages to replay.")
 
@@ -106,7 +122,13 @@ class RetryFilter(BaseModel):
 
     def to_filter(self) -> MessageFilter:
         """Return the store's filter."""
-        return MessageFilter(status=Status(self.status), to=self.to, since=self.since, until=self.until)
+        return MessageFilter(
+            status=Status(self.status),
+            to=self.to,
+            since=self.since,
+            until=self.until,
+            error_class=self.error_class,
+        )
 
 
 class RetryResult(BaseModel):

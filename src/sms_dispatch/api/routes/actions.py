@@ -31,7 +31,9 @@ async def retry_matching(body: RetryFilter, operations: OperationsDep) -> Envelo
     """Replay every FAILED (or CANCELLED) message that matches, up to `limit` (at most 10,000).
 
     Each goes back to PENDING, due now, with its attempts counted from zero; the work is done
-    500 messages per short transaction. Send `{}` to replay every FAILED message.
+    500 messages per short transaction. Send `{}` to replay every FAILED message, or
+    `{"errorClass": "invalid"}` to replay only those the message rules refused (for example the
+    dead letters of an older, stricter rule).
     """
     retried = await operations.retry_matching(body.to_filter(), limit=body.limit)
     return ok(RetryResult(retried=retried))
