@@ -4,7 +4,7 @@ of the old, stricter rule are replayed by their error class."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from structlog.testing import capture_logs
 
 from sms_dispatch.api.app import create_app
 from sms_dispatch.bootstrap import Services, bootstrap
 from sms_dispatch.config import Settings
 from sms_dispatch.domain import AttemptOutcome, AttemptRecord, Status, Transition
 from tests.go_service import run_go_automigrate
+
+JsonLog = Callable[[], list[dict[str, Any]]]
 
 PLAIN_INSERT = text("""INSERT INTO messages ("to", content) VALUES (:to, :content)""")
 GO_LIMIT = "the database's messages.content column holds at most 255 (varchar(255))"
@@ -56,7 +57,7 @@ async def test_a_go_seed_message_is_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-async def test_content_over_the_go_column_is_a_400_naming_it(pg_url: str) -> None:
+async def test_content_over_the_go_column_is_a_400_naming_it(pg_url: str, json_log: JsonLog) -> None:
     """On a table whose content the Go AutoMigrate made varchar(255), longer content is a 400
     naming that limit, whether the column was so at start or became so while serving."""
     async with served(pg_url, MESSAGE_MAX_LENGTH=1000) as (services, client):
@@ -67,10 +68,11 @@ async def test_content_over_the_go_column_is_a_400_naming_it(pg_url: str) -> Non
         )
         keyed = await client.post("/messages", json=body, headers={"Idempotency-Key": "k-1"})
         assert content_error(keyed) == f"is 300 characters long; {GO_LIMIT}"
-    with capture_logs() as logs:  # the column's limit is read at start this time
-        async with served(pg_url, MESSAGE_MAX_LENGTH=1000) as (_, client):
-            over = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 256})
-            fits = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 255})
+    already = len(json_log())
+    async with served(pg_url, MESSAGE_MAX_LENGTH=1000) as (_, client):  # the limit is read at start
+        over = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 256})
+        fits = await client.post("/messages", json={"to": "+905551111111", "content": "b" * 255})
+    logs = json_log()[already:]
     assert content_error(over) == f"is 256 characters long; {GO_LIMIT}"
     assert fits.status_code == 201, fits.text
     [warning] = [line for line in logs if line["event"].startswith("messages.content holds fewer")]
