@@ -6,7 +6,7 @@ SQLite."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from structlog.testing import capture_logs
 
 from sms_dispatch.adapters.database import create_engine, migrate
 from sms_dispatch.adapters.memory_cache import InMemorySentCache
@@ -138,7 +137,9 @@ async def test_the_service_keeps_sending_after_automigrate(migrated: AsyncEngine
         assert message is not None and message.status is Status.SUCCESS
 
 
-async def test_migrate_restores_what_automigrate_took(migrated: AsyncEngine) -> None:
+async def test_migrate_restores_what_automigrate_took(
+    migrated: AsyncEngine, json_log: Callable[[], list[dict[str, Any]]]
+) -> None:
     """After AutoMigrate, migrate puts back the defaults and NOT NULLs, says which in one log
     line, and a plain-SQL insert of "to" and content works again."""
     await run_go_automigrate(migrated)
@@ -147,8 +148,8 @@ async def test_migrate_restores_what_automigrate_took(migrated: AsyncEngine) -> 
     async with migrated.begin() as connection:  # a Go-era row with NULL times, left by hand
         await go_insert(connection, "+905553333333", "no times", datetime.now(UTC))
         await connection.execute(text("UPDATE messages SET created_at = NULL, updated_at = NULL"))
-    with capture_logs() as logs:
-        await migrate(migrated)
+    await migrate(migrated)
+    logs = json_log()
     restored = [
         line for line in logs if line["event"].startswith("restored what the Go service's AutoMigrate")
     ]
@@ -168,9 +169,8 @@ async def test_migrate_restores_what_automigrate_took(migrated: AsyncEngine) -> 
     assert (
         await fetch(migrated, "SELECT id FROM messages WHERE created_at IS NULL OR updated_at IS NULL") == []
     )
-    with capture_logs() as again:
-        await migrate(migrated)
-    assert not [line for line in again if line["event"].startswith("restored")]
+    await migrate(migrated)
+    assert len([line for line in json_log() if line["event"].startswith("restored")]) == 1
 
 
 async def test_hand_edits_and_replays_behave_after_automigrate(migrated: AsyncEngine) -> None:
