@@ -65,7 +65,12 @@ async def open_database(
             live_since = None
             if not settings.migrate_allow_older_instances:
                 live_since = clock.now() - timedelta(seconds=LIVE_INSTANCE_S)
-            report = await migrate(engine, version=__version__, older_instances_seen_since=live_since)
+            report = await migrate(
+                engine,
+                version=__version__,
+                older_instances_seen_since=live_since,
+                own_instance=settings.instance_name,
+            )
             opened = OpenDatabase(engine, report.revision_after or report.head, report)
         else:
             state = await schema_state(engine)

@@ -141,6 +141,17 @@ async def test_the_older_instance_check_can_be_overridden(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+async def test_our_own_name_left_by_an_older_build_does_not_block_its_upgrade(pg_url: str) -> None:
+    """An instance restarted into a newer build within the heartbeat window finds its own old row:
+    that is not another instance still sending, so the upgrade goes on."""
+    async with engine_on(pg_url) as engine:
+        await move_to(engine, "0009")
+        await add_instance(engine, "web-1", "0.0.9")
+        await opened(settings_on(pg_url, INSTANCE_NAME="web-1"), "upgrade")
+        assert await revision_of(engine) == HEAD
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("version", "seen_s_ago"),
     [("0.0.9", 60.0), (__version__, 1.0), ("99.0.0", 1.0)],

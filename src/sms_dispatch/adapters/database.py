@@ -129,20 +129,28 @@ def alembic_config() -> Config:
 
 
 async def migrate(
-    engine: AsyncEngine, *, version: str = __version__, older_instances_seen_since: datetime | None = None
+    engine: AsyncEngine,
+    *,
+    version: str = __version__,
+    older_instances_seen_since: datetime | None = None,
+    own_instance: str | None = None,
 ) -> MigrationReport:
     """Upgrade the database to the newest revision, record ``version`` as its writer, report.
 
     On PostgreSQL the whole upgrade is one transaction holding an advisory lock, so instances
     starting together take turns and the later ones find the work done. ``CannotStart`` when
     the schema is newer than this build knows, or (given ``older_instances_seen_since``) when
-    an upgrade is due while instances of an older version sent heartbeats since then.
+    an upgrade is due while instances of an older version sent heartbeats since then (but
+    ``own_instance``: this process's own name, whose last heartbeat an older build may have left).
     """
     async with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
         report = await connection.run_sync(
-            _upgrade, version=version, older_instances_seen_since=older_instances_seen_since
+            _upgrade,
+            version=version,
+            older_instances_seen_since=older_instances_seen_since,
+            own_instance=own_instance,
         )
         await connection.run_sync(restore_go_automigrate_losses)
         await connection.commit()
@@ -168,13 +176,19 @@ def _script() -> ScriptDirectory:
 
 
 def _upgrade(
-    connection: Connection, *, version: str, older_instances_seen_since: datetime | None
+    connection: Connection,
+    *,
+    version: str,
+    older_instances_seen_since: datetime | None,
+    own_instance: str | None,
 ) -> MigrationReport:
     state = read_state(connection, _script())
     if not state.known:
         raise CannotStart(state.too_new(version))
     if not state.at_head and older_instances_seen_since is not None:
-        older = older_instances(connection, version=version, seen_since=older_instances_seen_since)
+        older = older_instances(
+            connection, version=version, seen_since=older_instances_seen_since, excluding=own_instance
+        )
         if older:
             raise CannotStart(describe_older(older, before=state.current, head=state.head))
     before = state.current

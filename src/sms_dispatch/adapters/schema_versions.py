@@ -95,8 +95,13 @@ def read_state(connection: Connection, script: ScriptDirectory) -> SchemaState:
     )
 
 
-def older_instances(connection: Connection, *, version: str, seen_since: datetime) -> list[tuple[str, str]]:
+def older_instances(
+    connection: Connection, *, version: str, seen_since: datetime, excluding: str | None = None
+) -> list[tuple[str, str]]:
     """Return ``(name, version)`` of each instance seen since ``seen_since`` running an older version.
+
+    ``excluding`` names this process: a row under its own name is its previous run's (a restart
+    into a newer build within the heartbeat window), not another instance still sending.
 
     A version that cannot be read as one (PEP 440) counts as older: nobody can say it is not.
     """
@@ -107,6 +112,8 @@ def older_instances(connection: Connection, *, version: str, seen_since: datetim
         .where(instances.c.last_heartbeat_at >= seen_since)
         .order_by(instances.c.name)
     )
+    if excluding is not None:
+        statement = statement.where(instances.c.name != excluding)
     ours = Version(version)
     return [(name, theirs) for name, theirs in connection.execute(statement) if _older(theirs, ours)]
 
