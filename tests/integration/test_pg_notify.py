@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
@@ -113,9 +114,12 @@ async def test_a_claim_does_not_notify(
 
 
 async def test_the_listener_reconnects_after_losing_its_connection(
-    pg: AsyncEngine, signal: tuple[PgNewMessageSignal, asyncio.Event]
+    pg: AsyncEngine,
+    signal: tuple[PgNewMessageSignal, asyncio.Event],
+    json_log: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    """Killed by the server, the listener reconnects, wakes once, and hears inserts again."""
+    """Killed by the server, the listener reconnects, wakes once, hears inserts again, and the log
+    says so in two lines (gone, back)."""
     listener, woken = signal
     database = pg.url.database
     await execute(
@@ -128,6 +132,8 @@ async def test_the_listener_reconnects_after_losing_its_connection(
     woken.clear()
     await execute(pg.url, INSERT)
     await asyncio.wait_for(woken.wait(), timeout=10)
+    lines = [line for line in json_log() if str(line.get("doing", "")).startswith("listening")]
+    assert [line["event"] for line in lines] == ["database unavailable", "database available again"]
 
 
 async def test_an_insert_reaches_an_idle_pump_long_before_its_poll(pg: AsyncEngine) -> None:

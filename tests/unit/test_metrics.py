@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import prometheus_client
 import pytest
@@ -133,6 +134,26 @@ async def test_refresh_survives_a_database_outage(clock: FakeClock) -> None:
     assert value(metrics, "sms_dispatch_database_up") == 0
     assert value(metrics, "sms_dispatch_messages", status="PENDING") == 2
     assert b"sms_dispatch_messages" in metrics.render()[0]
+
+
+async def test_an_outage_seen_by_scrapes_is_two_log_lines(
+    clock: FakeClock, json_log: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """Five scrapes during an outage log one warning; the first scrape after it logs one line back."""
+    store = BrokenStore()
+    metrics, _, dispatcher, _ = wire(clock, store=store)
+    store.broken = True
+    for _ in range(5):
+        await metrics.refresh(store=store, dispatcher=dispatcher, clock=clock)
+    store.broken = False
+    await metrics.refresh(store=store, dispatcher=dispatcher, clock=clock)
+    await metrics.refresh(store=store, dispatcher=dispatcher, clock=clock)
+    lines = [line for line in json_log() if line.get("doing") == "reading metrics"]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("database unavailable", "warning"),
+        ("database available again", "info"),
+    ]
+    assert lines[1]["failures"] == 5
 
 
 def test_render_speaks_openmetrics_when_asked() -> None:

@@ -21,6 +21,7 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 from sqlalchemy.engine import URL
 
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import SWITCH_CHANGED
 
 log = get_logger(__name__)
@@ -66,6 +67,7 @@ class PgNewMessageSignal:
         self._connected = asyncio.Event()
         self.connects = 0
         """How many times the listener connected (a seam for tests and status)."""
+        self._outage = OutageLog("database", "listening for new messages (polling meanwhile)", logger=log)
 
     @property
     def listening(self) -> bool:
@@ -103,10 +105,9 @@ class PgNewMessageSignal:
             try:
                 await self._listen_until_lost()
                 delay_s = RECONNECT_DELAY_S
+                self._outage.failed(ConnectionError("the listening connection was closed"))
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning(
-                    "new-message listener down; polling meanwhile", error=str(exc), retry_in_s=delay_s
-                )
+                self._outage.failed(exc)
             await self._drop()
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, RECONNECT_MAX_DELAY_S)
@@ -120,13 +121,13 @@ class PgNewMessageSignal:
         self.connects += 1
         self._connected.set()
         log.debug("listening for new messages", channel=CHANNEL)
+        self._outage.succeeded()
         self._wake(SWITCH_CHANGED)  # rows may have come in, the switch changed, while nobody listened
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), timeout=self._health_check_s)
             if not lost.is_set():
                 await connection.fetchval("SELECT 1", timeout=5.0)  # a dead peer shows here
-        log.warning("new-message listener lost its connection; reconnecting")
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None

@@ -28,6 +28,7 @@ from sms_dispatch.delivery import DeliveryCounters
 from sms_dispatch.dispatcher import Dispatcher
 from sms_dispatch.domain import Outcome, Status
 from sms_dispatch.logs import get_logger
+from sms_dispatch.observability.outages import OutageLog
 from sms_dispatch.ports import Clock, MessageStore
 
 log = get_logger(__name__)
@@ -72,6 +73,7 @@ class ServiceMetrics:
     """Every metric of one service instance; a ``DeliveryObserver`` for the core."""
 
     def __init__(self) -> None:
+        self._outage = OutageLog("database", "reading metrics", logger=log)
         self.registry = registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -146,9 +148,10 @@ class ServiceMetrics:
             await asyncio.wait_for(self._read(store, dispatcher, clock), timeout=REFRESH_TIMEOUT_S)
         except Exception as exc:  # a scrape must answer whatever the database does
             self.database_up.set(0)
-            log.warning("metrics could not read the database", error=f"{type(exc).__name__}: {exc}")
+            self._outage.failed(exc)
         else:
             self.database_up.set(1)
+            self._outage.succeeded()
 
     async def _read(self, store: MessageStore, dispatcher: Dispatcher, clock: Clock) -> None:
         now = clock.now()
